@@ -1,0 +1,217 @@
+"""Checkpoint directories: config.json + model.safetensors + trainer state + README.md.
+
+No pickle anywhere: weights and optimizer tensors are safetensors, everything else JSON.
+A checkpoint is written into a temporary sibling directory and renamed into place, so a
+crash leaves either the old checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from . import __version__
+from .errors import CheckpointError
+from .models import GAN, create_gan
+from .paths import dump_json, fsync_dir
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+STATE_TENSORS_FILE = "trainer_state.safetensors"
+STATE_JSON_FILE = "trainer_state.json"
+CARD_FILE = "README.md"
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+REFUSED_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+
+
+def gan_tensors(gan: GAN, components: list[str]) -> dict[str, torch.Tensor]:
+    """Flat `component.param` tensors of the chosen components, contiguous on the CPU."""
+    tensors = {}
+    for component in components:
+        module = getattr(gan, component)
+        for key, value in module.state_dict().items():
+            tensors[f"{component}.{key}"] = value.detach().cpu().contiguous()
+    return tensors
+
+
+def gan_components(gan: GAN) -> list[str]:
+    return ["generator", "discriminator"] + (["generator_ema"] if gan.generator_ema is not None else [])
+
+
+def write_checkpoint(
+    directory: Path,
+    gan: GAN,
+    config: dict[str, Any],
+    card: str,
+    components: list[str] | None = None,
+    state_tensors: dict[str, torch.Tensor] | None = None,
+    state_json: dict[str, Any] | None = None,
+) -> Path:
+    """Write a complete checkpoint at `directory` atomically (temp dir + fsync + rename)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    components = components or gan_components(gan)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
+    try:
+        tmp.chmod(0o755)
+        save_file(gan_tensors(gan, components), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        if state_tensors is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in state_tensors.items()}, str(tmp / STATE_TENSORS_FILE))
+            (tmp / STATE_JSON_FILE).write_text(dump_json(state_json or {}))
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
+        # config.json last: its presence marks the checkpoint complete.
+        (tmp / CONFIG_FILE).write_text(dump_json({**config, "components": components}))
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        fsync_dir(tmp)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+            directory.rename(old)
+            tmp.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(directory)
+        fsync_dir(directory.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def check_safetensors_header(path: Path) -> None:
+    """Refuse a file whose header is not a sane safetensors header, before any allocation."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is not a safetensors file (too short)")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > min(MAX_HEADER_BYTES, size - 8):
+            raise CheckpointError(f"{path} has a bogus safetensors header length ({header_len} bytes)")
+        try:
+            header = json.loads(f.read(header_len))
+        except ValueError:
+            raise CheckpointError(f"{path} has an unreadable safetensors header") from None
+    data_len = size - 8 - header_len
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info.get("data_offsets", (0, -1))
+        if not (0 <= start <= end <= data_len):
+            raise CheckpointError(f"{path}: tensor {name!r} points outside the file")
+
+
+def read_tensors(path: Path, expected: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; with `expected`, shapes and dtypes must match it exactly."""
+    check_safetensors_header(path)
+    tensors = {}
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            if expected is not None and key in expected:
+                sl = f.get_slice(key)
+                shape, dtype = tuple(sl.get_shape()), sl.get_dtype()
+                want = expected[key]
+                if shape != tuple(want.shape) or str(want.dtype).removeprefix("torch.") != _torch_dtype_name(dtype):
+                    raise CheckpointError(
+                        f"{path}: tensor {key!r} is {dtype}{list(shape)}, the model expects "
+                        f"{want.dtype}{list(want.shape)}"
+                    )
+            tensors[key] = f.get_tensor(key)
+    return tensors
+
+
+_SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64", "I64": "int64", "I32": "int32", "U8": "uint8", "I8": "int8", "BOOL": "bool", "I16": "int16"}
+
+
+def _torch_dtype_name(dtype: str) -> str:
+    return _SAFETENSORS_DTYPES.get(dtype, dtype)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory, or a run directory (its `last` checkpoint)."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        if path.suffix in REFUSED_SUFFIXES:
+            raise CheckpointError(
+                f"{path}: {path.suffix} files can hold pickled code and are never loaded; "
+                "ganzoo checkpoints are directories with config.json + model.safetensors"
+            )
+        if path.name in (CONFIG_FILE, WEIGHTS_FILE):
+            path = path.parent
+        else:
+            raise CheckpointError(f"{path} is a file; a checkpoint is a directory with config.json + model.safetensors")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not (path / CONFIG_FILE).exists() and (path / "last" / CONFIG_FILE).exists():
+        path = path / "last"
+    if not (path / CONFIG_FILE).exists():
+        raise CheckpointError(f"{path} is not a ganzoo checkpoint (no {CONFIG_FILE})")
+    if not (path / WEIGHTS_FILE).exists():
+        raise CheckpointError(f"{path} is incomplete: {WEIGHTS_FILE} is missing")
+    return path
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    path = resolve_checkpoint(path)
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+    except ValueError as error:
+        raise CheckpointError(f"{path / CONFIG_FILE} is not valid JSON: {error}") from None
+    for key in ("format_version", "architecture", "model_args"):
+        if key not in config:
+            raise CheckpointError(f"{path / CONFIG_FILE} lacks {key!r}")
+    if config["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer ganzoo (format {config['format_version']}); upgrade ganzoo to load it"
+        )
+    return config
+
+
+def load_gan(path: str | Path, device: str | torch.device = "cpu") -> GAN:
+    """Rebuild the GAN from config.json alone and load its weights strictly."""
+    path = resolve_checkpoint(path)
+    config = read_config(path)
+    gan = create_gan(config["architecture"], **_model_kwargs(config["model_args"]))
+    components = config.get("components", ["generator", "discriminator"])
+    if "generator_ema" in components:
+        gan.generator_ema = _copy_module(gan.generator)
+    expected = gan_tensors(gan, components)
+    tensors = read_tensors(path / WEIGHTS_FILE, expected)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s), e.g. {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensor(s), e.g. {', '.join(unexpected[:3])}")
+        raise CheckpointError(f"{path / WEIGHTS_FILE} does not match {config['architecture']}: {'; '.join(parts)}")
+    for component in components:
+        prefix = f"{component}."
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        getattr(gan, component).load_state_dict(state, strict=True)
+    gan.checkpoint_config = config
+    return gan.to(device)
+
+
+def _model_kwargs(model_args: dict[str, Any]) -> dict[str, Any]:
+    args = dict(model_args)
+    return {"res": args.pop("resolution"), **args}
+
+
+def _copy_module(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(module)

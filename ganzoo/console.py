@@ -1,0 +1,25 @@
+"""One stderr console and progress bar style for the whole package."""
+
+from __future__ import annotations
+
+import logging
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+logger = logging.getLogger("ganzoo")
+
+
+def progress(*extra_columns: TextColumn) -> Progress:
+    """A rich progress bar; it draws only on a terminal, so logs and CI stay clean."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *extra_columns,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )

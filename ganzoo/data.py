@@ -1,0 +1,280 @@
+"""Image datasets: decoding, the study's preprocessing, on-disk caching, and batching.
+
+A dataset is decoded once into a uint8 tensor (N, 1, H, W) that is cached on disk, keyed by
+the files' content and the preprocessing parameters; training turns batches of it into
+floats on the fly (scaling, optional torch Normalize, gray -> 3 channels).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .console import logger, progress
+from .errors import DataError
+from .paths import cache_dir
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+NORMALIZATIONS = ("none", "torch")
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The study's preprocessing: grayscale, CLAHE, square resize with INTER_AREA."""
+
+    resolution: int = 64
+    clahe: bool = True
+    clahe_clip: float = 2.0
+    clahe_tile: int = 8
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """What a dataset builder receives."""
+
+    path: str | None = None
+    label: str | None = None
+    max_images: int | None = None
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    seed: int = 0
+
+
+@dataclass
+class ImageSet:
+    """Preprocessed images (uint8, N x 1 x H x W) and where they came from."""
+
+    name: str
+    images: torch.Tensor
+    fingerprint: str
+    files: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def mean_std(self) -> tuple[float, float]:
+        """Mean/std of the [0, 1]-scaled pixels, for `--normalize torch`."""
+        x = self.images.float() / 255.0
+        return float(x.mean()), float(x.std())
+
+    def describe(self) -> dict:
+        return {"name": self.name, "fingerprint": self.fingerprint, "images": len(self), "skipped": self.skipped}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a plugin registers for a dataset."""
+
+    load: Callable[[DatasetOptions], ImageSet]
+    description: str = ""
+    needs_path: bool = False
+
+
+def read_grayscale(path: Path) -> np.ndarray | None:
+    """Decode any PNG/JPEG as 8-bit grayscale; None when the file is not a usable image.
+
+    16-bit images are scaled (not truncated) to 8 bits; an alpha channel is composited on
+    black, so a transparent background reads as empty film rather than as garbage.
+    """
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    if raw.size == 0:
+        return None
+    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        return None
+    if image.dtype == np.uint16:
+        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif image.dtype != np.uint8:
+        return None
+    if image.ndim == 3:
+        if image.shape[2] == 4:
+            alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+            image = (image[:, :, :3].astype(np.float32) * alpha).round().astype(np.uint8)
+        image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY) if image.shape[2] >= 3 else image[:, :, 0]
+    return np.ascontiguousarray(image)
+
+
+def preprocess(gray: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Center-crop to a square, CLAHE (at full size, as the study), resize with INTER_AREA."""
+    h, w = gray.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    image = gray[top : top + side, left : left + side]
+    if prep.clahe:
+        clahe = cv2.createCLAHE(clipLimit=prep.clahe_clip, tileGridSize=(prep.clahe_tile, prep.clahe_tile))
+        image = clahe.apply(np.ascontiguousarray(image))
+    if image.shape[0] != prep.resolution:
+        interpolation = cv2.INTER_AREA if image.shape[0] > prep.resolution else cv2.INTER_CUBIC
+        image = cv2.resize(image, (prep.resolution, prep.resolution), interpolation=interpolation)
+    return image
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cache_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def load_cached(key: str) -> ImageSet | None:
+    path = cache_dir("datasets") / f"{key}.safetensors"
+    if not path.exists():
+        return None
+    try:
+        tensors = load_file(str(path))
+        meta = json.loads((path.with_suffix(".json")).read_text())
+    except Exception as error:  # a damaged cache entry is rebuilt, never trusted
+        logger.warning("ignoring damaged dataset cache %s (%s)", path, error)
+        return None
+    return ImageSet(images=tensors["images"], **meta)
+
+
+def store_cached(key: str, data: ImageSet) -> None:
+    """Cache a decoded dataset; the tensor file is written first, the JSON last (commit)."""
+    from .paths import atomic_write_text, dump_json
+
+    directory = cache_dir("datasets")
+    tmp = directory / f".{key}.tmp.safetensors"
+    save_file({"images": data.images.contiguous()}, str(tmp))
+    tmp.replace(directory / f"{key}.safetensors")
+    meta = {k: v for k, v in asdict(data).items() if k != "images"}
+    atomic_write_text(directory / f"{key}.json", dump_json(meta))
+
+
+def list_image_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def read_metadata(root: Path) -> dict[str, str]:
+    """`metadata.csv` as {relative file path: label}; it needs `file` and `label` columns."""
+    with open(root / "metadata.csv", newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"file", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(
+                f"{root / 'metadata.csv'} lacks column(s) {', '.join(sorted(missing))}; "
+                f"it has: {', '.join(reader.fieldnames or []) or 'no header'}"
+            )
+        return {row["file"]: row["label"] for row in reader if row.get("file")}
+
+
+def labelled_files(root: Path) -> tuple[list[Path], list[str]]:
+    """Image files and their labels: from metadata.csv, else from class subfolders."""
+    if (root / "metadata.csv").exists():
+        table = read_metadata(root)
+        names = sorted(table)
+        return [root / name for name in names], [table[name] for name in names]
+    files = list_image_files(root)
+    labels = [f.relative_to(root).parts[0] if len(f.relative_to(root).parts) > 1 else "" for f in files]
+    return files, labels
+
+
+def load_folder(options: DatasetOptions) -> ImageSet:
+    """A directory of PNG/JPEG files, flat or in class subfolders, optionally with metadata.csv."""
+    if not options.path:
+        raise DataError("dataset 'folder' needs a path: --data DIR")
+    root = Path(options.path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data directory not found: {root}")
+    files, labels = labelled_files(root)
+    if options.label is not None:
+        known = sorted(set(labels) - {""})
+        if not known:
+            raise DataError(f"--label {options.label!r} needs class subfolders or a metadata.csv in {root}")
+        keep = [i for i, lab in enumerate(labels) if lab == options.label]
+        if not keep:
+            raise DataError(f"no image in {root} has label {options.label!r}; labels there: {', '.join(known)}")
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+    if not files:
+        raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(options.seed)).tolist()
+    if options.max_images is None:
+        order.sort()
+
+    digests = {}
+    for f in files:
+        try:
+            digests[str(f.relative_to(root))] = file_digest(f)
+        except OSError:
+            digests[str(f.relative_to(root))] = "unreadable"
+    key = cache_key({"files": digests, "order": order, "max": options.max_images, "prep": asdict(options.preprocessing)})
+    cached = load_cached(key)
+    if cached is not None:
+        return cached
+
+    images, kept_files, kept_labels, skipped = [], [], [], 0
+    target = options.max_images or len(files)
+    with progress() as bar:
+        task = bar.add_task(f"decoding {root.name}", total=target)
+        for i in order:
+            if len(images) >= target:
+                break
+            gray = read_grayscale(files[i])
+            if gray is None:
+                skipped += 1
+                logger.warning("skipping %s: not a readable PNG/JPEG image", files[i])
+                continue
+            images.append(preprocess(gray, options.preprocessing))
+            kept_files.append(str(files[i].relative_to(root)))
+            kept_labels.append(labels[i])
+            bar.advance(task)
+    if skipped:
+        logger.warning("skipped %d unreadable file(s) in %s", skipped, root)
+    if not images:
+        raise DataError(f"no usable image in {root} ({skipped} file(s) could not be decoded)")
+    if options.max_images is not None and len(images) < options.max_images:
+        logger.warning("--images %d asked, but %s has only %d usable image(s)", options.max_images, root, len(images))
+    fingerprint = hashlib.sha256(
+        json.dumps({f: digests[f] for f in kept_files}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    data = ImageSet(
+        name="folder",
+        images=torch.from_numpy(np.stack(images)).unsqueeze(1),
+        fingerprint=fingerprint,
+        files=kept_files,
+        labels=kept_labels,
+        skipped=skipped,
+    )
+    store_cached(key, data)
+    return data
+
+
+def to_model_input(batch: torch.Tensor, channels: int, normalize: str = "none", mean_std: tuple[float, float] = (0.5, 0.5)) -> torch.Tensor:
+    """uint8 (N, 1, H, W) -> float: [-1, 1] by default, or torch Normalize with the data's mean/std."""
+    x = batch.float()
+    if normalize == "none":
+        x = x / 127.5 - 1.0
+    else:
+        mean, std = mean_std
+        x = (x / 255.0 - mean) / std
+    return x.expand(-1, channels, -1, -1) if channels != x.shape[1] else x
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> uint8 images (N, C, H, W)."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def load_dataset(name: str, options: DatasetOptions) -> ImageSet:
+    """Build a registered dataset by name."""
+    from .plugins import registry
+
+    spec: DatasetSpec = registry("datasets").get(name)
+    if spec.needs_path and not options.path:
+        raise DataError(f"dataset {name!r} needs a path: --data DIR")
+    return spec.load(options)

@@ -1,0 +1,42 @@
+"""The hooks a ganzoo plugin can implement. Every hook is prefixed `ganzoo_`.
+
+Each `register` callable takes `(name, obj)`; the host records which plugin registered
+what and warns on duplicates. Plugins never touch the registries directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+import typer
+
+hookspec = pluggy.HookspecMarker("ganzoo")
+hookimpl = pluggy.HookimplMarker("ganzoo")
+
+Register = Callable[[str, Any], None]
+
+
+@hookspec
+def ganzoo_register_datasets(register: Register) -> None:
+    """Register dataset builders: `register(name, DatasetSpec(...))`."""
+
+
+@hookspec
+def ganzoo_register_architectures(register: Register) -> None:
+    """Register GAN architectures: `register(name, Architecture(...))`."""
+
+
+@hookspec
+def ganzoo_register_losses(register: Register) -> None:
+    """Register losses: `register(name, loss_class)`; the class takes the loss's keyword args."""
+
+
+@hookspec
+def ganzoo_register_metrics(register: Register) -> None:
+    """Register metrics: `register(name, metric)`."""
+
+
+@hookspec
+def ganzoo_register_commands(app: typer.Typer) -> None:
+    """Add CLI commands to `app`, a `typer.Typer` (use `@app.command()`)."""

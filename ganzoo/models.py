@@ -1,0 +1,115 @@
+"""Architectures (how to build a generator/discriminator pair) and the GAN module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .errors import GanzooError
+
+VALID_CHANNELS = (1, 3)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a plugin registers for an architecture: builders plus what they support."""
+
+    build_generator: Callable[..., nn.Module]
+    build_discriminator: Callable[..., nn.Module]
+    resolutions: tuple[int, ...]
+    default_loss: str
+    description: str = ""
+
+
+class GAN(nn.Module):
+    """A generator/discriminator pair plus the arguments that rebuild it."""
+
+    def __init__(self, architecture: str, generator: nn.Module, discriminator: nn.Module, model_args: dict[str, Any]):
+        super().__init__()
+        self.architecture = architecture
+        self.model_args = dict(model_args)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.generator_ema: nn.Module | None = None
+
+    @property
+    def noise_dim(self) -> int:
+        return int(self.model_args["noise_dim"])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.model_args["resolution"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.model_args["channels"])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    def sampling_generator(self) -> nn.Module:
+        """The generator to sample from: the EMA copy when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+        """`n` images in [-1, 1], shape (n, C, H, W); the same seed gives the same images.
+
+        Noise is drawn on the CPU so a seed means the same images on every device; the
+        generator runs in eval mode so an image does not depend on its batch-mates.
+        """
+        if n < 0:
+            raise GanzooError(f"number of samples must be >= 0, got {n}")
+        rng = torch.Generator().manual_seed(int(seed))
+        z = torch.randn(n, self.noise_dim, 1, 1, generator=rng)
+        net = self.sampling_generator()
+        was_training = net.training
+        net.eval()
+        try:
+            chunks = [net(z[i : i + batch_size].to(self.device)).float().cpu() for i in range(0, n, batch_size)]
+        finally:
+            net.train(was_training)
+        if not chunks:
+            return torch.empty(0, self.channels, self.resolution, self.resolution)
+        return torch.cat(chunks)
+
+
+def get_architecture(name: str) -> Architecture:
+    from .plugins import registry
+
+    return registry("architectures").get(name)
+
+
+def create_gan(arch: str, res: int = 64, channels: int = 1, noise_dim: int = 100, **kwargs: Any) -> GAN:
+    """Build a fresh GAN from the registry; `kwargs` go to both builders."""
+    spec = get_architecture(arch)
+    if res not in spec.resolutions:
+        supported = ", ".join(str(r) for r in spec.resolutions)
+        raise GanzooError(f"architecture {arch!r} does not support resolution {res}; supported: {supported}")
+    if channels not in VALID_CHANNELS:
+        raise GanzooError(f"channels must be 1 or 3, got {channels}")
+    if noise_dim < 1:
+        raise GanzooError(f"noise_dim must be >= 1, got {noise_dim}")
+    model_args = {"resolution": res, "channels": channels, "noise_dim": noise_dim, **kwargs}
+    generator = spec.build_generator(resolution=res, channels=channels, noise_dim=noise_dim, **kwargs)
+    discriminator = spec.build_discriminator(resolution=res, channels=channels, **kwargs)
+    return GAN(arch, generator, discriminator, model_args)
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """DCGAN init: conv weights N(0, 0.02); norm weights N(1, 0.02), biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.weight is not None:
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())

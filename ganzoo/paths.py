@@ -1,0 +1,52 @@
+"""Where ganzoo keeps its caches, and atomic file writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def ganzoo_home() -> Path:
+    """`$GANZOO_HOME`, default `~/.cache/ganzoo`."""
+    return Path(os.environ.get("GANZOO_HOME") or Path.home() / ".cache" / "ganzoo")
+
+
+def cache_dir(kind: str) -> Path:
+    path = ganzoo_home() / "cache" / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same directory, fsync, rename: never a half file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def dump_json(obj: Any) -> str:
+    """JSON as ganzoo writes it everywhere: sorted keys, indent 2, trailing newline."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,343 @@
+"""One small trainer: discriminator steps, generator step, logs, sample grids, checkpoints.
+
+A *step* is one generator update after `n_critic` discriminator updates, each on a fresh
+real batch. The data order is a pure function of (seed, batch number), and every random
+draw of the loop comes from one saved torch.Generator, so resuming is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import time
+import warnings
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision.utils
+
+from . import __version__
+from .card import model_card
+from .checkpoint import (
+    CONFIG_FILE,
+    STATE_JSON_FILE,
+    STATE_TENSORS_FILE,
+    FORMAT_VERSION,
+    read_tensors,
+    write_checkpoint,
+)
+from .config import DEFAULT_EPOCHS, TrainConfig
+from .console import console, logger, progress
+from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset, to_model_input, to_uint8
+from .errors import CheckpointError, GanzooError, TrainingDiverged
+from .losses import GANLoss, build_loss
+from .models import GAN, create_gan
+from .paths import dump_json
+from .plugins import plugin_versions
+
+GRID_SIZE = 64
+RESUMABLE_OVERRIDES = ("epochs", "steps", "device", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GanzooError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GanzooError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    return device
+
+
+def environment_versions() -> dict[str, str]:
+    import cv2
+    import numpy
+    import torchvision
+
+    return {
+        "ganzoo": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "opencv": cv2.__version__,
+    }
+
+
+class Trainer:
+    """Trains one GAN described by a TrainConfig; `fit()` runs it, `save()` checkpoints it."""
+
+    def __init__(self, config: TrainConfig, data: ImageSet | None = None) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.gan: GAN = create_gan(config.arch, res=config.res, channels=config.channels, noise_dim=config.noise_dim).to(self.device)
+        self.loss: GANLoss = build_loss(config.loss_name, **self._loss_kwargs())
+        self.data = data if data is not None else self._load_data()
+        for message in self.loss.check_discriminator(self.gan.discriminator):
+            warnings.warn(f"--loss {config.loss_name} with --arch {config.arch}: {message}", stacklevel=2)
+        lr = config.lr or self.loss.optimizer_defaults["lr"]
+        betas = tuple(config.betas or self.loss.optimizer_defaults["betas"])
+        self.opt_g = torch.optim.Adam(self.gan.generator.parameters(), lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.gan.discriminator.parameters(), lr=lr, betas=betas)
+        self.rng = torch.Generator(self.device).manual_seed(config.seed)
+        self.step = 0
+        self.batch_size = min(config.batch_size, len(self.data))
+        if self.batch_size < config.batch_size:
+            logger.warning("batch size %d > %d images: using batch size %d", config.batch_size, len(self.data), self.batch_size)
+        self.real = self.data.images.to(self.device)
+        self.mean_std = self.data.mean_std() if config.normalize == "torch" else (0.5, 0.5)
+        self.out = Path(config.out or default_run_dir(config))
+        self._epoch_order: tuple[int, torch.Tensor] | None = None
+
+    def _load_data(self) -> ImageSet:
+        c = self.config
+        prep = Preprocessing(resolution=c.res, clahe=c.clahe, clahe_clip=c.clahe_clip, clahe_tile=c.clahe_tile)
+        options = DatasetOptions(path=c.data, label=c.label, max_images=c.images, preprocessing=prep, seed=c.data_seed)
+        return load_dataset(c.dataset_name, options)
+
+    def _loss_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return {k: v for k, v in {"n_critic": c.n_critic, "gp_lambda": c.gp_lambda}.items() if v is not None}
+
+    # -- schedule -------------------------------------------------------------------
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, len(self.data) // self.batch_size)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """One epoch is one pass of the discriminator over the data."""
+        return max(1, self.batches_per_epoch // self.loss.n_critic)
+
+    @property
+    def total_steps(self) -> int:
+        c = self.config
+        return c.steps if c.steps is not None else (c.epochs or DEFAULT_EPOCHS) * self.steps_per_epoch
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return self.step // self.steps_per_epoch
+
+    def batch_indices(self, batch_number: int) -> torch.Tensor:
+        """Indices of the `batch_number`-th real batch: a seeded permutation per data pass."""
+        data_pass, position = divmod(batch_number, self.batches_per_epoch)
+        if self._epoch_order is None or self._epoch_order[0] != data_pass:
+            rng = torch.Generator().manual_seed(self.config.seed * 1_000_003 + data_pass)
+            self._epoch_order = (data_pass, torch.randperm(len(self.data), generator=rng))
+        start = position * self.batch_size
+        return self._epoch_order[1][start : start + self.batch_size].to(self.device)
+
+    def noise(self, n: int) -> torch.Tensor:
+        z = torch.randn(n, self.gan.noise_dim, 1, 1, generator=self.rng, device=self.device)
+        if self.config.noise_factor:
+            z = z + self.config.noise_factor * torch.randn(z.shape, generator=self.rng, device=self.device)
+        return z
+
+    def real_batch(self, batch_number: int) -> torch.Tensor:
+        return to_model_input(self.real[self.batch_indices(batch_number)], self.gan.channels, self.config.normalize, self.mean_std)
+
+    # -- the loop ---------------------------------------------------------------------
+    def training_step(self) -> dict[str, torch.Tensor]:
+        """n_critic discriminator updates, then one generator update; returns detached losses."""
+        G, D = self.gan.generator, self.gan.discriminator
+        n_critic = self.loss.n_critic
+        for k in range(n_critic):
+            real = self.real_batch(self.step * n_critic + k)
+            with torch.no_grad():
+                fake = G(self.noise(real.shape[0]))
+            d_loss, parts = self.loss.discriminator_loss(D, real, fake, self.rng)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+        D.requires_grad_(False)
+        try:
+            g_loss = self.loss.generator_loss(D, G(self.noise(self.batch_size)))
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            self.opt_g.step()
+        finally:
+            D.requires_grad_(True)
+        self.step += 1
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **parts}
+
+    def fit(self) -> Path:
+        """Train to `total_steps`, logging, sampling and checkpointing; returns the last checkpoint."""
+        c = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        total = self.total_steps
+        sums: dict[str, torch.Tensor] = {}
+        window_steps, window_start = 0, time.perf_counter()
+        images_per_step = self.batch_size * self.loss.n_critic
+        last_checkpoint: Path | None = None
+        logger.info("training %s/%s on %d images for %d steps (%d per epoch) -> %s", c.arch, self.loss.__class__.__name__, len(self.data), total, self.steps_per_epoch, self.out)
+        with progress() as bar, open(self.out / "log.jsonl", "a") as log:
+            task = bar.add_task("training", total=total, completed=self.step)
+            while self.step < total:
+                values = self.training_step()
+                for key, value in values.items():
+                    sums[key] = sums.get(key, 0) + value
+                window_steps += 1
+                if self.device.type == "cpu":
+                    self._check_finite(values)
+                epoch_done = self.step % self.steps_per_epoch == 0
+                if self.step % c.log_every == 0 or self.step == total or epoch_done:
+                    means = {k: float(v) / window_steps for k, v in sums.items()}
+                    self._check_finite(means)
+                    rate = window_steps * images_per_step / max(time.perf_counter() - window_start, 1e-9)
+                    record = {"step": self.step, "epoch": self.step / self.steps_per_epoch, **means, "images_per_s": rate}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    bar.update(task, description=f"epoch {self.epoch} d {means['d_loss']:.3f} g {means['g_loss']:.3f} {rate:.0f} img/s")
+                    sums, window_steps, window_start = {}, 0, time.perf_counter()
+                bar.update(task, completed=self.step)
+                finished = self.step == total
+                if finished or (epoch_done and c.sample_every and self.epoch % c.sample_every == 0):
+                    self.save_grid(self.out / "samples" / f"step-{self.step:08d}.png")
+                if finished or (epoch_done and c.checkpoint_every and self.epoch % c.checkpoint_every == 0):
+                    last_checkpoint = self.save()
+        return last_checkpoint or self.save()
+
+    def _check_finite(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if not math.isfinite(float(value)):
+                raise TrainingDiverged(
+                    f"{key} became {float(value)} at step {self.step}; the last good checkpoint in {self.out} is kept. "
+                    "Try a lower --lr, a different --loss, or --normalize none"
+                )
+
+    # -- outputs ------------------------------------------------------------------------
+    @torch.no_grad()
+    def save_grid(self, path: Path) -> None:
+        """A fixed-noise sample grid (the same noise at every save, so grids are comparable)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from .generate import write_png
+
+        images = self.gan.sample(GRID_SIZE, seed=self.config.seed)
+        write_png(path, torchvision.utils.make_grid(to_uint8(images), nrow=int(math.sqrt(GRID_SIZE)), padding=2))
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "format_version": FORMAT_VERSION,
+            "ganzoo_version": __version__,
+            "architecture": c.arch,
+            "model_args": dict(self.gan.model_args),
+            "loss": c.loss_name,
+            "loss_args": self.loss.loss_args(),
+            "training": {**c.to_dict(), "batch_size_used": self.batch_size},
+            "dataset": {**self.data.describe(), "label": c.label, "path": c.data},
+            "plugins": plugin_versions(),
+            "versions": environment_versions(),
+            "progress": {"step": self.step, "epoch": self.epoch, "steps_per_epoch": self.steps_per_epoch},
+        }
+
+    def save(self) -> Path:
+        """Write checkpoints/step-N atomically, point `last` at it, prune old ones."""
+        tensors, state = self.trainer_state()
+        config = self.checkpoint_config()
+        directory = self.out / "checkpoints" / f"step-{self.step:08d}"
+        write_checkpoint(directory, self.gan, config, model_card(config), state_tensors=tensors, state_json=state)
+        link = self.out / "last"
+        tmp_link = self.out / f".last.{self.step}.tmp"
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(Path("checkpoints") / directory.name)
+        tmp_link.replace(link)
+        for old in sorted((self.out / "checkpoints").glob("step-*"))[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return directory
+
+    def trainer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Optimizer tensors and RNG states (safetensors) plus counters (JSON): no pickle."""
+        tensors: dict[str, torch.Tensor] = {"rng.loop": self.rng.get_state()}
+        state: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "loop_rng_device": self.device.type}
+        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            sd = opt.state_dict()
+            for pid, pstate in sd["state"].items():
+                for key, value in pstate.items():
+                    tensors[f"{name}.{pid}.{key}"] = value
+            state[name] = {"param_groups": sd["param_groups"], "state_keys": {str(p): sorted(s) for p, s in sd["state"].items()}}
+        return tensors, state
+
+    def load_state(self, checkpoint: Path) -> None:
+        """Restore weights, optimizers, counters and RNG from a checkpoint for an exact resume."""
+        from .checkpoint import load_gan
+
+        loaded = load_gan(checkpoint, device=self.device)
+        self.gan.load_state_dict(loaded.state_dict())
+        if not (checkpoint / STATE_TENSORS_FILE).exists():
+            raise CheckpointError(f"{checkpoint} holds no trainer state (was it pushed to a hub?); it cannot be resumed")
+        state = json.loads((checkpoint / STATE_JSON_FILE).read_text())
+        tensors = read_tensors(checkpoint / STATE_TENSORS_FILE)
+        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            saved = state[name]
+            opt_state = {
+                int(pid): {key: tensors.pop(f"{name}.{pid}.{key}").to(self.device) for key in keys}
+                for pid, keys in saved["state_keys"].items()
+            }
+            opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
+        self.rng.set_state(tensors.pop("rng.loop"))
+        if tensors:
+            raise CheckpointError(f"{checkpoint}: unexpected trainer-state tensors {sorted(tensors)[:3]}")
+        self.step = int(state["step"])
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    return Path("runs") / f"{config.arch}-{config.res}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def find_resume_checkpoint(path: str | Path) -> Path:
+    """The newest complete checkpoint in a run directory (or the checkpoint itself)."""
+    path = Path(path)
+    if (path / CONFIG_FILE).exists():
+        return path
+    candidates = sorted((path / "checkpoints").glob("step-*"), reverse=True)
+    for candidate in candidates:
+        if (candidate / CONFIG_FILE).exists() and (candidate / STATE_JSON_FILE).exists():
+            return candidate
+        logger.warning("skipping incomplete checkpoint %s", candidate)
+    raise CheckpointError(f"no complete checkpoint to resume in {path}")
+
+
+def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
+    """The saved run's config with the user's allowed overrides (e.g. more epochs)."""
+    checkpoint = find_resume_checkpoint(config.resume)
+    saved = json.loads((checkpoint / CONFIG_FILE).read_text())["training"]
+    saved.pop("batch_size_used", None)
+    defaults = TrainConfig()
+    overrides = {}
+    for key, value in config.to_dict().items():
+        if key in ("resume", "out") or value == getattr(defaults, key) or value == saved.get(key):
+            continue
+        if key not in RESUMABLE_OVERRIDES:
+            raise GanzooError(f"--{key.replace('_', '-')} cannot change on --resume (saved: {saved.get(key)!r}, given: {value!r})")
+        overrides[key] = value
+    if "epochs" in overrides:
+        saved["steps"] = None
+    if "steps" in overrides:
+        saved["epochs"] = None
+    merged = TrainConfig.from_dict({**saved, **overrides, "resume": None})
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    return replace(merged, out=str(run_dir)), checkpoint
+
+
+def train(config: TrainConfig | dict[str, Any]) -> Path:
+    """Train (or resume) a GAN; returns the final checkpoint directory."""
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    checkpoint = None
+    if config.resume:
+        config, checkpoint = resume_config(config)
+    trainer = Trainer(config)
+    if checkpoint is not None:
+        trainer.load_state(checkpoint)
+        logger.info("resumed from %s at step %d", checkpoint, trainer.step)
+    return trainer.fit()

@@ -1,0 +1,94 @@
+"""Built-in plugin: the study's WGAN-GP (64x64 and 128x128) and the Wasserstein-GP loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganzoo.hookspecs import Register, hookimpl
+from ganzoo.losses import GANLoss
+from ganzoo.models import Architecture, has_batch_norm, init_dcgan_weights
+from ganzoo.nets import conv_discriminator, conv_generator
+
+# (generator widths, critic widths, biases) exactly as in the study's appendix.
+LAYOUTS = {
+    64: ([512, 256, 128, 64], [64, 128, 256, 512], False),
+    128: ([512, 256, 128, 64, 32], [16, 32, 64, 128, 256], True),
+}
+
+
+def build_generator(resolution: int, channels: int, noise_dim: int = 100) -> nn.Module:
+    widths, _, bias = LAYOUTS[resolution]
+    net = conv_generator(noise_dim, widths, channels, bias=bias)
+    net.apply(init_dcgan_weights)
+    return net
+
+
+def build_critic(resolution: int, channels: int) -> nn.Module:
+    _, widths, bias = LAYOUTS[resolution]
+    net = conv_discriminator(channels, widths, norm="instance", bias=bias, norm_first=True)
+    net.apply(init_dcgan_weights)
+    return net
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """E[(||grad D(xhat)||_2 - 1)^2] at xhat = alpha*real + (1-alpha)*fake, alpha per sample."""
+    xhat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(xhat).sum(), xhat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+class WGANGPLoss(GANLoss):
+    """Wasserstein loss with gradient penalty (Gulrajani et al. 2017)."""
+
+    optimizer_defaults: dict[str, Any] = {"lr": 1e-4, "betas": (0.0, 0.9)}
+
+    def __init__(self, gp_lambda: float = 10.0, n_critic: int = 5) -> None:
+        self.gp_lambda = float(gp_lambda)
+        self.n_critic = n_critic
+
+    def loss_args(self) -> dict[str, Any]:
+        return {"gp_lambda": self.gp_lambda, "n_critic": self.n_critic}
+
+    def discriminator_loss(
+        self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        d_real = discriminator(real).mean()
+        d_fake = discriminator(fake).mean()
+        alpha = torch.rand(real.shape[0], 1, 1, 1, generator=rng, device=real.device, dtype=real.dtype)
+        gp = gradient_penalty(discriminator, real, fake, alpha)
+        parts = {"wasserstein": (d_real - d_fake).detach(), "gp": gp.detach()}
+        return d_fake - d_real + self.gp_lambda * gp, parts
+
+    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+        return -discriminator(fake).mean()
+
+    def check_discriminator(self, discriminator: nn.Module) -> list[str]:
+        if has_batch_norm(discriminator):
+            return [
+                "the gradient penalty assumes a per-sample critic, but this discriminator uses "
+                "BatchNorm (samples interact): use a critic with InstanceNorm/LayerNorm or no norm "
+                "(e.g. --arch wgan-gp), or --loss bce"
+            ]
+        return []
+
+
+@hookimpl
+def ganzoo_register_architectures(register: Register) -> None:
+    register(
+        "wgan-gp",
+        Architecture(
+            build_generator=build_generator,
+            build_discriminator=build_critic,
+            resolutions=(64, 128),
+            default_loss="wgan-gp",
+            description="WGAN-GP as in the study: InstanceNorm critic without sigmoid",
+        ),
+    )
+
+
+@hookimpl
+def ganzoo_register_losses(register: Register) -> None:
+    register("wgan-gp", WGANGPLoss)
