@@ -26,6 +26,8 @@ def model_card(config: dict[str, Any], extra: dict[str, Any] | None = None) -> s
         "image_count": dataset.get("images"),
         "epochs": config.get("progress", {}).get("epoch"),
         "steps": config.get("progress", {}).get("step"),
+        "augment": training.get("augment"),
+        "ema": training.get("ema"),
         "intended_use": INTENDED_USE,
         "tags": ["ganzoo", "gan", "image-generation", "medical-imaging-research"],
         **(extra or {}),

@@ -98,6 +98,8 @@ def train(
     n_critic: Annotated[Optional[int], typer.Option(help="Discriminator steps per generator step. [default: per loss]")] = None,
     gp_lambda: Annotated[Optional[float], typer.Option(help="Gradient-penalty weight (wgan-gp). [default: 10]")] = None,
     noise_factor: Annotated[Optional[float], typer.Option(help="Extra f*randn added to z (the study's noise factor). [default: 0]")] = None,
+    augment: Annotated[Optional[str], typer.Option(help="Discriminator augmentation, e.g. diffaugment:color,translation,cutout.")] = None,
+    ema: Annotated[Optional[float], typer.Option(help="Keep an EMA of the generator with this decay (e.g. 0.999); used for sampling.")] = None,
     normalize: Annotated[Optional[str], typer.Option(help="none ([-1, 1]) or torch (Normalize with data mean/std). [default: none]")] = None,
     clahe: Annotated[Optional[bool], typer.Option("--clahe/--no-clahe", help="CLAHE equalisation. [default: on]")] = None,
     clahe_clip: Annotated[Optional[float], typer.Option(help="CLAHE clip limit. [default: 2.0]")] = None,

@@ -37,6 +37,8 @@ class TrainConfig:
     n_critic: int | None = None
     gp_lambda: float | None = None
     noise_factor: float = 0.0
+    augment: str | None = None
+    ema: float | None = None
     normalize: str = "none"
     clahe: bool = True
     clahe_clip: float = 2.0
@@ -81,6 +83,7 @@ class TrainConfig:
             (self.betas is None or all(0 <= b < 1 for b in self.betas), f"betas must be in [0, 1), got {self.betas}"),
             (self.n_critic is None or self.n_critic >= 1, f"n_critic must be >= 1, got {self.n_critic}"),
             (self.gp_lambda is None or self.gp_lambda >= 0, f"gp_lambda must be >= 0, got {self.gp_lambda}"),
+            (self.ema is None or 0 < self.ema < 1, f"ema must be in (0, 1), e.g. 0.999, got {self.ema}"),
             (self.noise_factor >= 0, f"noise_factor must be >= 0, got {self.noise_factor}"),
             (self.normalize in NORMALIZATIONS, f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}"),
             (self.clahe_clip > 0, f"clahe_clip must be > 0, got {self.clahe_clip}"),

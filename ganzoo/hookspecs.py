@@ -38,5 +38,15 @@ def ganzoo_register_metrics(register: Register) -> None:
 
 
 @hookspec
+def ganzoo_register_augmentations(register: Register) -> None:
+    """Register differentiable discriminator augmentations: `register(name, Augmentation(...))`."""
+
+
+@hookspec
+def ganzoo_register_hubs(register: Register) -> None:
+    """Register model-hub backends: `register(scheme, backend_class)` for `scheme:` locations."""
+
+
+@hookspec
 def ganzoo_register_commands(app: typer.Typer) -> None:
     """Add CLI commands to `app`, a `typer.Typer` (use `@app.command()`)."""

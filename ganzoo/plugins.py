@@ -25,6 +25,8 @@ REGISTRY_HOOKS = {
     "architectures": "ganzoo_register_architectures",
     "losses": "ganzoo_register_losses",
     "metrics": "ganzoo_register_metrics",
+    "augmentations": "ganzoo_register_augmentations",
+    "hubs": "ganzoo_register_hubs",
 }
 
 
@@ -46,7 +48,16 @@ datasets: Registry = Registry("dataset")
 architectures: Registry = Registry("architecture")
 losses: Registry = Registry("loss")
 metrics: Registry = Registry("metric")
-_REGISTRIES = {"datasets": datasets, "architectures": architectures, "losses": losses, "metrics": metrics}
+augmentations: Registry = Registry("augmentation")
+hubs: Registry = Registry("hub")
+_REGISTRIES = {
+    "datasets": datasets,
+    "architectures": architectures,
+    "losses": losses,
+    "metrics": metrics,
+    "augmentations": augmentations,
+    "hubs": hubs,
+}
 
 _plugins: dict[str, PluginInfo] = {}
 _loaded = False
@@ -193,6 +204,6 @@ def plugin_versions() -> dict[str, str]:
 
 
 def registry(kind: str) -> Registry:
-    """The registry for `kind` ('datasets', 'architectures', 'losses', 'metrics'), loaded."""
+    """The registry for `kind` (a key of REGISTRY_HOOKS, e.g. 'architectures'), loaded."""
     load_plugins()
     return _REGISTRIES[kind]

@@ -7,6 +7,7 @@ draw of the loop comes from one saved torch.Generator, so resuming is exact.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import platform
@@ -20,8 +21,10 @@ from typing import Any
 
 import torch
 import torchvision.utils
+from torch import nn
 
 from . import __version__
+from .augment import AugmentedDiscriminator, build_augmentation
 from .card import model_card
 from .checkpoint import (
     CONFIG_FILE,
@@ -83,11 +86,17 @@ class Trainer:
         self.data = data if data is not None else self._load_data()
         for message in self.loss.check_discriminator(self.gan.discriminator):
             warnings.warn(f"--loss {config.loss_name} with --arch {config.arch}: {message}", stacklevel=2)
+        self.rng = torch.Generator(self.device).manual_seed(config.seed)
+        self.discriminator: nn.Module = self.gan.discriminator
+        if config.augment:
+            transform = build_augmentation(config.augment)
+            self.discriminator = AugmentedDiscriminator(self.gan.discriminator, transform, self.rng)
+        if config.ema:
+            self.gan.generator_ema = copy.deepcopy(self.gan.generator).requires_grad_(False)
         lr = config.lr or self.loss.optimizer_defaults["lr"]
         betas = tuple(config.betas or self.loss.optimizer_defaults["betas"])
         self.opt_g = torch.optim.Adam(self.gan.generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.gan.discriminator.parameters(), lr=lr, betas=betas)
-        self.rng = torch.Generator(self.device).manual_seed(config.seed)
         self.step = 0
         self.batch_size = min(config.batch_size, len(self.data))
         if self.batch_size < config.batch_size:
@@ -148,7 +157,7 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------
     def training_step(self) -> dict[str, torch.Tensor]:
         """n_critic discriminator updates, then one generator update; returns detached losses."""
-        G, D = self.gan.generator, self.gan.discriminator
+        G, D = self.gan.generator, self.discriminator
         n_critic = self.loss.n_critic
         for k in range(n_critic):
             real = self.real_batch(self.step * n_critic + k)
@@ -166,8 +175,19 @@ class Trainer:
             self.opt_g.step()
         finally:
             D.requires_grad_(True)
+        if self.gan.generator_ema is not None:
+            self.update_ema()
         self.step += 1
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **parts}
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * weights; buffers (BatchNorm statistics) copied."""
+        ema, G = self.gan.generator_ema, self.gan.generator
+        for p_ema, p in zip(ema.parameters(), G.parameters()):
+            p_ema.lerp_(p, 1.0 - self.config.ema)
+        for b_ema, b in zip(ema.buffers(), G.buffers()):
+            b_ema.copy_(b)
 
     def fit(self) -> Path:
         """Train to `total_steps`, logging, sampling and checkpointing; returns the last checkpoint."""

@@ -82,8 +82,8 @@ class _Canvas:
         cv2.polylines(img, list(px), False, value, thickness=thick,
                       lineType=cv2.LINE_8, shift=_SHIFT)
 
-    def blur(self, img: np.ndarray, sigma_frac: float) -> np.ndarray:
-        sigma = max(0.3, sigma_frac * self.size)
+    def blur(self, img: np.ndarray, sigma_frac: float, min_px: float = 0.3) -> np.ndarray:
+        sigma = max(min_px, sigma_frac * self.size)
         return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma,
                                 borderType=cv2.BORDER_REPLICATE)
 
@@ -355,7 +355,7 @@ def render_phantom(size: int, rng: np.random.Generator, label: str = "normal") -
         bones += rng.uniform(0.1, 0.15) * _clavicles(cv, rng, apex_y)
     img += bones * bodyf
 
-    img = cv.blur(img, rng.uniform(0.003, 0.006))
+    img = cv.blur(img, rng.uniform(0.003, 0.006), min_px=0.6)
     img *= 0.92 + 0.16 * _smooth_noise(rng, size, 4)
     img = np.clip(img, 0.0, 1.0) ** rng.uniform(0.85, 1.2)
     img = img * rng.uniform(0.9, 1.1) + rng.uniform(-0.03, 0.03)

@@ -1,0 +1,1 @@
+"""Built-in plugin: DiffAugment for small datasets."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: model-hub backends (local-dir, hf-hub)."""

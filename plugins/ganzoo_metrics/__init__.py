@@ -1,0 +1,1 @@
+"""Built-in plugin: standard FID, KID and precision/recall via torch-fidelity, offline."""
