@@ -77,6 +77,26 @@ def _parse_betas(text: str) -> list[float]:
     return values
 
 
+def _parse_loss_args(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs; values become int, float or bool when they look like one."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise GanzooError(f"--loss-arg must be KEY=VALUE, got {item!r}")
+        value: Any = raw
+        for convert in (int, float):
+            try:
+                value = convert(raw)
+                break
+            except ValueError:
+                continue
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        parsed[key.replace("-", "_")] = value
+    return parsed
+
+
 @app.command()
 @handle_errors
 def train(
@@ -97,6 +117,7 @@ def train(
     betas: Annotated[Optional[str], typer.Option(help="Adam betas, e.g. 0.5,0.999. [default: per loss]")] = None,
     n_critic: Annotated[Optional[int], typer.Option(help="Discriminator steps per generator step. [default: per loss]")] = None,
     gp_lambda: Annotated[Optional[float], typer.Option(help="Gradient-penalty weight (wgan-gp). [default: 10]")] = None,
+    loss_arg: Annotated[Optional[list[str]], typer.Option(help="Extra loss option KEY=VALUE (repeatable), e.g. r1_gamma=10.")] = None,
     noise_factor: Annotated[Optional[float], typer.Option(help="Extra f*randn added to z (the study's noise factor). [default: 0]")] = None,
     augment: Annotated[Optional[str], typer.Option(help="Discriminator augmentation, e.g. diffaugment:color,translation,cutout.")] = None,
     ema: Annotated[Optional[float], typer.Option(help="Keep an EMA of the generator with this decay (e.g. 0.999); used for sampling.")] = None,
@@ -121,6 +142,8 @@ def train(
     given = {k: v for k, v in locals().items() if k not in ("config", "TrainConfig", "read_config_file", "run_training") and v is not None}
     if "betas" in given:
         given["betas"] = _parse_betas(given["betas"])
+    if "loss_arg" in given:
+        given["loss_args"] = _parse_loss_args(given.pop("loss_arg"))
     values = read_config_file(config) if config else {}
     train_config = TrainConfig.from_dict({**{k.replace("-", "_"): v for k, v in values.items()}, **given})
     checkpoint = run_training(train_config)

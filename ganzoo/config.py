@@ -36,6 +36,7 @@ class TrainConfig:
     betas: tuple[float, float] | None = None
     n_critic: int | None = None
     gp_lambda: float | None = None
+    loss_args: dict[str, Any] | None = None
     noise_factor: float = 0.0
     augment: str | None = None
     ema: float | None = None
@@ -129,6 +130,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(typing.get_args(base)):
             raise GanzooError(f"{where} must be a list of {len(typing.get_args(base))} numbers, got {value!r}")
         return tuple(_coerce(v, t, where) for v, t in zip(value, typing.get_args(base)))
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in value.items()):
+            raise GanzooError(f"{where} must be a table of name = number/string, got {value!r}")
+        return dict(value)
     if base is bool:
         if isinstance(value, bool):
             return value

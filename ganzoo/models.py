@@ -64,8 +64,7 @@ class GAN(nn.Module):
         """
         if n < 0:
             raise GanzooError(f"number of samples must be >= 0, got {n}")
-        rng = torch.Generator().manual_seed(int(seed))
-        z = torch.randn(n, self.noise_dim, 1, 1, generator=rng)
+        z = seeded_noise(n, self.noise_dim, seed)
         net = self.sampling_generator()
         was_training = net.training
         net.eval()
@@ -76,6 +75,18 @@ class GAN(nn.Module):
         if not chunks:
             return torch.empty(0, self.channels, self.resolution, self.resolution)
         return torch.cat(chunks)
+
+
+NOISE_BLOCK = 256
+
+
+def seeded_noise(n: int, noise_dim: int, seed: int) -> torch.Tensor:
+    """z for `n` images, drawn on the CPU in fixed blocks so image i never depends on n."""
+    blocks = []
+    for block in range(-(-n // NOISE_BLOCK)):
+        rng = torch.Generator().manual_seed(int(seed) * 1_000_003 + block)
+        blocks.append(torch.randn(NOISE_BLOCK, noise_dim, 1, 1, generator=rng))
+    return torch.cat(blocks)[:n] if blocks else torch.empty(0, noise_dim, 1, 1)
 
 
 def get_architecture(name: str) -> Architecture:

@@ -114,7 +114,8 @@ class Trainer:
 
     def _loss_kwargs(self) -> dict[str, Any]:
         c = self.config
-        return {k: v for k, v in {"n_critic": c.n_critic, "gp_lambda": c.gp_lambda}.items() if v is not None}
+        named = {k: v for k, v in {"n_critic": c.n_critic, "gp_lambda": c.gp_lambda}.items() if v is not None}
+        return {**(c.loss_args or {}), **named}
 
     # -- schedule -------------------------------------------------------------------
     @property
