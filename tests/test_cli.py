@@ -1,0 +1,110 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from ganzoo.cli import build_app
+
+runner = CliRunner()
+TINY = ["--images", "16", "--batch-size", "8", "--steps", "1", "--device", "cpu"]
+
+
+def invoke(*args, **env):
+    return runner.invoke(build_app(), [str(a) for a in args], env={"COLUMNS": "200", **env})
+
+
+def test_version_and_help():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == "ganzoo 0.1.0"
+    assert "train" in invoke("--help").output
+
+
+def test_list_and_plugins():
+    result = invoke("list", "archs")
+    assert result.exit_code == 0 and "dcgan" in result.output and "wgan-gp" in result.output
+    assert "bce" in invoke("list", "losses").output
+    assert "synthetic-cxr" in invoke("list", "datasets").output
+    assert "wgan-gp" in invoke("list", "archs", "--filter", "wgan*").output
+    assert "dcgan" not in invoke("list", "archs", "--filter", "wgan*").output
+    result = invoke("plugins")
+    assert result.exit_code == 0 and "built-in" in result.output and "architectures: dcgan" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--arch", "nope"], "unknown architecture 'nope'; known: dcgan, wgan-gp"),
+        (["train", "--res", "96"], "does not support resolution 96; supported: 64, 128"),
+        (["train", "--channels", "2"], "channels must be 1 or 3"),
+        (["train", "--epochs", "-1"], "epochs must be >= 1"),
+        (["train", "--batch-size", "0"], "batch_size must be >= 1"),
+        (["train", "--normalize", "zscore"], "normalize must be one of none, torch"),
+        (["train", "--data", "/no/such/dir"], "data directory not found: /no/such/dir"),
+        (["generate", "/no/such/ckpt"], "checkpoint not found"),
+        (["list", "gans"], "unknown kind 'gans'"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(args, message, tmp_path):
+    result = invoke(*args, "--out", tmp_path) if args[0] == "train" else invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_debug_env_shows_the_exception():
+    result = invoke("train", "--arch", "nope", GANZOO_DEBUG="1")
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_train_then_generate(tmp_path):
+    run = tmp_path / "run"
+    result = invoke("train", "--arch", "wgan-gp", "--res", "128", "--out", run, *TINY)
+    assert result.exit_code == 0, result.output
+    result = invoke("generate", run, "-n", "5", "--out", tmp_path / "imgs", "--grid", tmp_path / "grid.png", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    import cv2
+
+    files = sorted((tmp_path / "imgs").glob("*.png"))
+    assert len(files) == 5 and (tmp_path / "grid.png").exists()
+    assert cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED).shape == (128, 128)
+
+
+def test_config_file_with_cli_override(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('arch = "wgan-gp"\nimages = 16\nbatch_size = 8\nsteps = 1\ndevice = "cpu"\nn_critic = 2\nseed = 5\n')
+    result = invoke("train", "--config", toml, "--seed", "7", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "last" / "config.json").read_text())
+    assert config["architecture"] == "wgan-gp" and config["loss_args"]["n_critic"] == 2
+    assert config["training"]["seed"] == 7  # the flag wins over the file
+
+    yaml_file = tmp_path / "bad.yaml"
+    yaml_file.write_text("arch: dcgan\nepoch: 3\n")
+    result = invoke("train", "--config", yaml_file)
+    assert result.exit_code == 2 and "unknown key 'epoch'" in result.output
+    yaml_file.write_text("arch: dcgan\nepochs: three\n")
+    result = invoke("train", "--config", yaml_file)
+    assert result.exit_code == 2 and "epochs must be int, got str 'three'" in result.output
+
+
+def test_resume_continues_a_run(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", "--out", run, *TINY).exit_code == 0
+    result = invoke("train", "--resume", run, "--steps", "2")
+    assert result.exit_code == 0, result.output
+    assert (run / "checkpoints" / "step-00000002" / "config.json").exists()
+
+
+def test_subprocess_console_script_and_module(tmp_path):
+    env = {**os.environ, "GANZOO_HOME": str(tmp_path / "home")}
+    out = subprocess.run([sys.executable, "-m", "ganzoo", "--version"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ganzoo 0.1.0"
+    out = subprocess.run(["ganzoo", "train", "--out", str(tmp_path / "run"), *TINY], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "run" / "last" / "model.safetensors").exists()
+    out = subprocess.run(["ganzoo", "train", "--arch", "nope"], capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and out.stderr.strip() == "error: unknown architecture 'nope'; known: dcgan, wgan-gp"
