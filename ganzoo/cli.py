@@ -39,7 +39,7 @@ def handle_errors(func: F) -> F:
             if os.environ.get("GANZOO_DEBUG"):
                 raise
             console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            raise typer.Exit(code=getattr(error, "exit_code", 2)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -132,7 +132,8 @@ def train(
     keep_checkpoints: Annotated[Optional[int], typer.Option(help="Keep the newest K checkpoints. [default: 3]")] = None,
     log_every: Annotated[Optional[int], typer.Option(help="Log losses every N steps. [default: 10]")] = None,
     out: Annotated[Optional[str], typer.Option(help="Run directory. [default: runs/<arch>-<res>-<timestamp>]")] = None,
-    resume: Annotated[Optional[str], typer.Option(help="Continue the run in this directory (or checkpoint).")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue the run in this directory (or checkpoint); 'auto': the --out run if it has a checkpoint.")] = None,
+    on_nan: Annotated[Optional[str], typer.Option(help="stop (default): a NaN/Inf loss ends training; skip: skip that update.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML or YAML file with these options (underscores for dashes).")] = None,
 ) -> None:
     """Train a GAN. Every option can also come from --config; flags override the file."""

@@ -52,6 +52,7 @@ class TrainConfig:
     log_every: int = 10
     out: str | None = None
     resume: str | None = None
+    on_nan: str = "stop"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -92,6 +93,7 @@ class TrainConfig:
             (self.sample_every is None or self.sample_every >= 1, f"sample_every must be >= 1, got {self.sample_every}"),
             (self.checkpoint_every is None or self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"),
             (self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}"),
+            (self.on_nan in ("stop", "skip"), f"on_nan must be stop or skip, got {self.on_nan!r}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
         ]
         for ok, message in checks:

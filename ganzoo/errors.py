@@ -15,3 +15,11 @@ class DataError(GanzooError):
 
 class TrainingDiverged(GanzooError):
     """A loss or weight became NaN/Inf; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(GanzooError):
+    """SIGINT/SIGTERM: a checkpoint was saved; the exit code is 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

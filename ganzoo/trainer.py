@@ -7,18 +7,24 @@ draw of the loop comes from one saved torch.Generator, so resuming is exact.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+import os
 import platform
+import random
 import shutil
+import signal
+import threading
 import time
 import warnings
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import torch
 import torchvision.utils
 from torch import nn
@@ -28,23 +34,25 @@ from .augment import AugmentedDiscriminator, build_augmentation
 from .card import model_card
 from .checkpoint import (
     CONFIG_FILE,
+    FORMAT_VERSION,
     STATE_JSON_FILE,
     STATE_TENSORS_FILE,
-    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    check_safetensors_header,
     read_tensors,
     write_checkpoint,
 )
 from .config import DEFAULT_EPOCHS, TrainConfig
 from .console import console, logger, progress
 from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset, to_model_input, to_uint8
-from .errors import CheckpointError, GanzooError, TrainingDiverged
+from .errors import CheckpointError, GanzooError, TrainingDiverged, TrainingInterrupted
 from .losses import GANLoss, build_loss
 from .models import GAN, create_gan
 from .paths import dump_json
 from .plugins import plugin_versions
 
 GRID_SIZE = 64
-RESUMABLE_OVERRIDES = ("epochs", "steps", "device", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every")
+RESUMABLE_OVERRIDES = ("epochs", "steps", "device", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every", "on_nan")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -98,6 +106,8 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.gan.generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.gan.discriminator.parameters(), lr=lr, betas=betas)
         self.step = 0
+        self.nan_skips = 0
+        self._stop_signal: int | None = None
         self.batch_size = min(config.batch_size, len(self.data))
         if self.batch_size < config.batch_size:
             logger.warning("batch size %d > %d images: using batch size %d", config.batch_size, len(self.data), self.batch_size)
@@ -156,30 +166,44 @@ class Trainer:
         return to_model_input(self.real[self.batch_indices(batch_number)], self.gan.channels, self.config.normalize, self.mean_std)
 
     # -- the loop ---------------------------------------------------------------------
-    def training_step(self) -> dict[str, torch.Tensor]:
-        """n_critic discriminator updates, then one generator update; returns detached losses."""
+    def training_step(self) -> dict[str, torch.Tensor] | None:
+        """n_critic discriminator updates, then one generator update; returns detached losses.
+
+        With `on_nan="skip"` an update whose loss is not finite is skipped (and counted) and
+        None is returned; otherwise non-finite values are caught by the caller.
+        """
         G, D = self.gan.generator, self.discriminator
         n_critic = self.loss.n_critic
+        skipped = False
         for k in range(n_critic):
             real = self.real_batch(self.step * n_critic + k)
             with torch.no_grad():
                 fake = G(self.noise(real.shape[0]))
             d_loss, parts = self.loss.discriminator_loss(D, real, fake, self.rng)
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
+            skipped |= self._update(self.opt_d, d_loss)
         D.requires_grad_(False)
         try:
             g_loss = self.loss.generator_loss(D, G(self.noise(self.batch_size)))
-            self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            self.opt_g.step()
+            skipped |= self._update(self.opt_g, g_loss)
         finally:
             D.requires_grad_(True)
         if self.gan.generator_ema is not None:
             self.update_ema()
         self.step += 1
+        if skipped:
+            self.nan_skips += 1
+            logger.warning("non-finite loss at step %d: update skipped (--on-nan skip)", self.step)
+            return None
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **parts}
+
+    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
+        """One optimizer step; True when it was skipped for a non-finite loss."""
+        if self.config.on_nan == "skip" and not bool(torch.isfinite(loss)):
+            return True
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return False
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -191,48 +215,68 @@ class Trainer:
             b_ema.copy_(b)
 
     def fit(self) -> Path:
-        """Train to `total_steps`, logging, sampling and checkpointing; returns the last checkpoint."""
+        """Train to `total_steps`, logging, sampling and checkpointing; returns the last checkpoint.
+
+        SIGINT/SIGTERM finish the current step, write a checkpoint and stop.
+        """
         c = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(self.out)
         total = self.total_steps
-        sums: dict[str, torch.Tensor] = {}
-        window_steps, window_start = 0, time.perf_counter()
-        images_per_step = self.batch_size * self.loss.n_critic
+        window = LossWindow()
         last_checkpoint: Path | None = None
-        logger.info("training %s/%s on %d images for %d steps (%d per epoch) -> %s", c.arch, self.loss.__class__.__name__, len(self.data), total, self.steps_per_epoch, self.out)
-        with progress() as bar, open(self.out / "log.jsonl", "a") as log:
+        logger.info("training %s (%s loss) on %d images for %d steps (%d per epoch) -> %s", c.arch, c.loss_name, len(self.data), total, self.steps_per_epoch, self.out)
+        with progress() as bar, open(self.out / "log.jsonl", "a") as log, self._stop_on_signals():
             task = bar.add_task("training", total=total, completed=self.step)
             while self.step < total:
-                values = self.training_step()
-                for key, value in values.items():
-                    sums[key] = sums.get(key, 0) + value
-                window_steps += 1
-                if self.device.type == "cpu":
-                    self._check_finite(values)
+                window.add(self.training_step(), self.batch_size * self.loss.n_critic)
+                if self.device.type == "cpu" or c.on_nan == "skip":
+                    self._check_finite(window.latest)
                 epoch_done = self.step % self.steps_per_epoch == 0
-                if self.step % c.log_every == 0 or self.step == total or epoch_done:
-                    means = {k: float(v) / window_steps for k, v in sums.items()}
-                    self._check_finite(means)
-                    rate = window_steps * images_per_step / max(time.perf_counter() - window_start, 1e-9)
-                    record = {"step": self.step, "epoch": self.step / self.steps_per_epoch, **means, "images_per_s": rate}
+                finished = self.step == total
+                if self.step % c.log_every == 0 or finished or epoch_done:
+                    record = {"step": self.step, "epoch": self.step / self.steps_per_epoch, **window.flush(), "nan_skips": self.nan_skips}
+                    self._check_finite(record)
                     log.write(json.dumps(record) + "\n")
                     log.flush()
-                    bar.update(task, description=f"epoch {self.epoch} d {means['d_loss']:.3f} g {means['g_loss']:.3f} {rate:.0f} img/s")
-                    sums, window_steps, window_start = {}, 0, time.perf_counter()
+                    bar.update(task, description=f"epoch {self.epoch} d {record.get('d_loss', math.nan):.3f} g {record.get('g_loss', math.nan):.3f} {record['images_per_s']:.0f} img/s")
                 bar.update(task, completed=self.step)
-                finished = self.step == total
                 if finished or (epoch_done and c.sample_every and self.epoch % c.sample_every == 0):
                     self.save_grid(self.out / "samples" / f"step-{self.step:08d}.png")
                 if finished or (epoch_done and c.checkpoint_every and self.epoch % c.checkpoint_every == 0):
                     last_checkpoint = self.save()
+                if self._stop_signal is not None:
+                    saved = self.save()
+                    raise TrainingInterrupted(
+                        f"stopped by {signal.Signals(self._stop_signal).name} at step {self.step}; "
+                        f"checkpoint saved at {saved}; continue with --resume {self.out}",
+                        exit_code=128 + self._stop_signal,
+                    )
         return last_checkpoint or self.save()
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """Turn SIGINT/SIGTERM into a flag checked after each step (main thread only)."""
+        self._stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self._stop_signal = signum
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _check_finite(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
-            if not math.isfinite(float(value)):
+            if isinstance(value, (int, float, torch.Tensor)) and not math.isfinite(float(value)):
                 raise TrainingDiverged(
                     f"{key} became {float(value)} at step {self.step}; the last good checkpoint in {self.out} is kept. "
-                    "Try a lower --lr, a different --loss, or --normalize none"
+                    "Try a lower --lr, a different --loss, --normalize none, or --on-nan skip"
                 )
 
     # -- outputs ------------------------------------------------------------------------
@@ -262,24 +306,55 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        """Write checkpoints/step-N atomically, point `last` at it, prune old ones."""
+        """Write checkpoints/step-N atomically, point `last` at it, prune old ones.
+
+        Weights that are not finite are never saved, so the last checkpoint stays a good one.
+        """
+        for name, tensor in self.gan.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise TrainingDiverged(
+                    f"weight {name} is not finite at step {self.step}; nothing saved, the last good checkpoint "
+                    f"in {self.out} is kept. Try a lower --lr or --on-nan skip"
+                )
         tensors, state = self.trainer_state()
         config = self.checkpoint_config()
         directory = self.out / "checkpoints" / f"step-{self.step:08d}"
-        write_checkpoint(directory, self.gan, config, model_card(config), state_tensors=tensors, state_json=state)
-        link = self.out / "last"
-        tmp_link = self.out / f".last.{self.step}.tmp"
-        tmp_link.unlink(missing_ok=True)
-        tmp_link.symlink_to(Path("checkpoints") / directory.name)
-        tmp_link.replace(link)
+        try:
+            write_checkpoint(directory, self.gan, config, model_card(config), state_tensors=tensors, state_json=state)
+            link = self.out / "last"
+            tmp_link = self.out / f".last.{self.step}.tmp"
+            tmp_link.unlink(missing_ok=True)
+            tmp_link.symlink_to(Path("checkpoints") / directory.name)
+            tmp_link.replace(link)
+        except OSError as error:
+            previous = (self.out / "last").resolve() if (self.out / "last").exists() else None
+            raise GanzooError(
+                f"could not write checkpoint {directory}: {error.strerror or error}; "
+                + (f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists")
+            ) from None
         for old in sorted((self.out / "checkpoints").glob("step-*"))[: -self.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         return directory
 
     def trainer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Optimizer tensors and RNG states (safetensors) plus counters (JSON): no pickle."""
-        tensors: dict[str, torch.Tensor] = {"rng.loop": self.rng.get_state()}
-        state: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "loop_rng_device": self.device.type}
+        np_state = np.random.get_state()
+        tensors: dict[str, torch.Tensor] = {
+            "rng.loop": self.rng.get_state(),
+            "rng.torch": torch.get_rng_state(),
+            "rng.numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+        }
+        if torch.cuda.is_available():
+            for i, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = cuda_state
+        py_state = random.getstate()
+        state: dict[str, Any] = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "nan_skips": self.nan_skips,
+            "rng_numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+            "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
+        }
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             sd = opt.state_dict()
             for pid, pstate in sd["state"].items():
@@ -306,9 +381,57 @@ class Trainer:
             }
             opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
         self.rng.set_state(tensors.pop("rng.loop"))
+        torch.set_rng_state(tensors.pop("rng.torch"))
+        name, pos, has_gauss, cached = state["rng_numpy"]
+        np.random.set_state((name, tensors.pop("rng.numpy").numpy().astype(np.uint32), pos, has_gauss, cached))
+        version, internal, gauss = state["rng_python"]
+        random.setstate((version, tuple(internal), gauss))
+        cuda_states = [tensors.pop(k) for k in sorted(k for k in list(tensors) if k.startswith("rng.cuda."))]
+        if cuda_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
+        self.nan_skips = int(state.get("nan_skips", 0))
         if tensors:
             raise CheckpointError(f"{checkpoint}: unexpected trainer-state tensors {sorted(tensors)[:3]}")
         self.step = int(state["step"])
+
+
+class LossWindow:
+    """Losses summed on the device and read back once per log line: no per-step host sync."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, torch.Tensor] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counted = self.images = 0
+        self.start = time.perf_counter()
+
+    def add(self, values: dict[str, torch.Tensor] | None, images: int) -> None:
+        self.images += images
+        self.latest = values or {}
+        if values:
+            self.counted += 1
+            for key, value in values.items():
+                self.sums[key] = self.sums[key] + value if key in self.sums else value
+
+    def flush(self) -> dict[str, float]:
+        """Mean of each loss since the last flush, and images per second."""
+        record = {key: float(value) / self.counted for key, value in self.sums.items()}
+        record["images_per_s"] = self.images / max(time.perf_counter() - self.start, 1e-9)
+        self._reset()
+        return record
+
+
+def prepare_output_dir(out: Path) -> None:
+    """Create the run directory and prove it is writable before any training time is spent."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise GanzooError(f"cannot write to output directory {out}: {error.strerror or error}") from None
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -316,16 +439,38 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def find_resume_checkpoint(path: str | Path) -> Path:
-    """The newest complete checkpoint in a run directory (or the checkpoint itself)."""
+    """The newest complete checkpoint in a run directory (or the checkpoint itself).
+
+    A damaged or half-written checkpoint is skipped with a message, falling back to the
+    one before it.
+    """
     path = Path(path)
-    if (path / CONFIG_FILE).exists():
-        return path
-    candidates = sorted((path / "checkpoints").glob("step-*"), reverse=True)
+    candidates = [path] if (path / CONFIG_FILE).exists() else sorted((path / "checkpoints").glob("step-*"), reverse=True)
     for candidate in candidates:
-        if (candidate / CONFIG_FILE).exists() and (candidate / STATE_JSON_FILE).exists():
+        problem = checkpoint_problem(candidate)
+        if problem is None:
             return candidate
-        logger.warning("skipping incomplete checkpoint %s", candidate)
+        logger.warning("skipping checkpoint %s: %s", candidate, problem)
     raise CheckpointError(f"no complete checkpoint to resume in {path}")
+
+
+def checkpoint_problem(directory: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from, or None when it is complete and readable."""
+    for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_TENSORS_FILE, STATE_JSON_FILE):
+        if not (directory / name).is_file():
+            return f"{name} is missing"
+    try:
+        json.loads((directory / CONFIG_FILE).read_text())
+        json.loads((directory / STATE_JSON_FILE).read_text())
+        check_safetensors_header(directory / WEIGHTS_FILE)
+        check_safetensors_header(directory / STATE_TENSORS_FILE)
+    except (ValueError, CheckpointError) as error:
+        return str(error)
+    return None
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return any((Path(run_dir) / "checkpoints").glob("step-*")) or (Path(run_dir) / CONFIG_FILE).exists()
 
 
 def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
@@ -355,6 +500,12 @@ def train(config: TrainConfig | dict[str, Any]) -> Path:
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     checkpoint = None
+    if config.resume == "auto":
+        if not config.out:
+            raise GanzooError("--resume auto needs --out RUN_DIR (the run to continue, or to start)")
+        if not has_checkpoint(Path(config.out)):
+            logger.info("no checkpoint in %s yet: starting a new run", config.out)
+        config = replace(config, resume=config.out if has_checkpoint(Path(config.out)) else None)
     if config.resume:
         config, checkpoint = resume_config(config)
     trainer = Trainer(config)
