@@ -21,7 +21,7 @@ def train(config: "TrainConfig | dict") -> Path:
 
 
 def load(path: str, device: str = "cpu") -> GAN:
-    """Load a checkpoint directory (or a run directory's last checkpoint) as a GAN."""
+    """Load a checkpoint directory, a run directory (its last checkpoint) or a hub location (`hub:NAME`)."""
     from .checkpoint import load_gan
 
     return load_gan(path, device=device)

@@ -140,8 +140,10 @@ def _torch_dtype_name(dtype: str) -> str:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, or a run directory (its `last` checkpoint)."""
-    path = Path(path).expanduser()
+    """A checkpoint directory, a run directory (its `last` checkpoint), or a hub location (pulled, verified)."""
+    from .hub import resolve_location
+
+    path = resolve_location(path).expanduser()
     if path.is_file():
         if path.suffix in REFUSED_SUFFIXES:
             raise CheckpointError(

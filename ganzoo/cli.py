@@ -13,11 +13,11 @@ import typer
 from rich.table import Table
 
 from . import __version__
-from .console import console, logger
+from .console import ConsoleHandler, console, logger
 from .errors import GanzooError
 
 F = TypeVar("F", bound=Callable[..., Any])
-LIST_KINDS = {"datasets": "datasets", "archs": "architectures", "losses": "losses", "metrics": "metrics"}
+LIST_KINDS = {"datasets": "datasets", "archs": "architectures", "losses": "losses", "metrics": "metrics", "augmentations": "augmentations"}
 
 app = typer.Typer(
     name="ganzoo",
@@ -59,10 +59,8 @@ def root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
 ) -> None:
     """Configure logging and warnings for the CLI."""
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        logger.addHandler(handler)
+    if not any(isinstance(h, ConsoleHandler) for h in logger.handlers):
+        logger.addHandler(ConsoleHandler())
         logger.setLevel(logging.INFO)
     warnings.showwarning = _show_warning
 
@@ -100,38 +98,40 @@ def _parse_loss_args(items: list[str]) -> dict[str, Any]:
 @app.command()
 @handle_errors
 def train(
-    arch: Annotated[Optional[str], typer.Option(help="Architecture (ganzoo list archs). [default: dcgan]")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Loss (ganzoo list losses). [default: the architecture's]")] = None,
-    res: Annotated[Optional[int], typer.Option(help="Resolution, 64 or 128. [default: 64]")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="1 (gray) or 3 (gray replicated). [default: 1]")] = None,
-    noise_dim: Annotated[Optional[int], typer.Option(help="Length of z. [default: 100]")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset name. [default: folder with --data, else synthetic-cxr]")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Architecture (ganzoo list archs). (default: dcgan)")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="Loss (ganzoo list losses). (default: the architecture's)")] = None,
+    res: Annotated[Optional[int], typer.Option(help="Resolution, 64 or 128. (default: 64)")] = None,
+    channels: Annotated[Optional[int], typer.Option(help="1 (gray) or 3 (gray replicated). (default: 1)")] = None,
+    noise_dim: Annotated[Optional[int], typer.Option(help="Length of z. (default: 100)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset name. (default: folder with --data, else synthetic-cxr)")] = None,
     data: Annotated[Optional[str], typer.Option(help="Directory of PNG/JPEG images.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Train on this class only (subfolder or metadata.csv label).")] = None,
     images: Annotated[Optional[int], typer.Option(help="Use at most N images (seeded subset).")] = None,
-    data_seed: Annotated[Optional[int], typer.Option(help="Seed of the subset / synthetic data. [default: 0]")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (passes of the discriminator over the data). [default: 25]")] = None,
+    data_seed: Annotated[Optional[int], typer.Option(help="Seed of the subset / synthetic data. (default: 0)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (passes of the discriminator over the data). (default: 25)")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Generator steps, instead of --epochs.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size. [default: 128]")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. [default: per loss]")] = None,
-    betas: Annotated[Optional[str], typer.Option(help="Adam betas, e.g. 0.5,0.999. [default: per loss]")] = None,
-    n_critic: Annotated[Optional[int], typer.Option(help="Discriminator steps per generator step. [default: per loss]")] = None,
-    gp_lambda: Annotated[Optional[float], typer.Option(help="Gradient-penalty weight (wgan-gp). [default: 10]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size. (default: 128)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. (default: per loss)")] = None,
+    betas: Annotated[Optional[str], typer.Option(help="Adam betas, e.g. 0.5,0.999. (default: per loss)")] = None,
+    n_critic: Annotated[Optional[int], typer.Option(help="Discriminator steps per generator step. (default: per loss)")] = None,
+    gp_lambda: Annotated[Optional[float], typer.Option(help="Gradient-penalty weight (wgan-gp). (default: 10)")] = None,
     loss_arg: Annotated[Optional[list[str]], typer.Option(help="Extra loss option KEY=VALUE (repeatable), e.g. r1_gamma=10.")] = None,
-    noise_factor: Annotated[Optional[float], typer.Option(help="Extra f*randn added to z (the study's noise factor). [default: 0]")] = None,
+    noise_factor: Annotated[Optional[float], typer.Option(help="Extra f*randn added to z (the study's noise factor). (default: 0)")] = None,
     augment: Annotated[Optional[str], typer.Option(help="Discriminator augmentation, e.g. diffaugment:color,translation,cutout.")] = None,
     ema: Annotated[Optional[float], typer.Option(help="Keep an EMA of the generator with this decay (e.g. 0.999); used for sampling.")] = None,
-    normalize: Annotated[Optional[str], typer.Option(help="none ([-1, 1]) or torch (Normalize with data mean/std). [default: none]")] = None,
-    clahe: Annotated[Optional[bool], typer.Option("--clahe/--no-clahe", help="CLAHE equalisation. [default: on]")] = None,
-    clahe_clip: Annotated[Optional[float], typer.Option(help="CLAHE clip limit. [default: 2.0]")] = None,
-    clahe_tile: Annotated[Optional[int], typer.Option(help="CLAHE tile grid size. [default: 8]")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of weights, noise and data order. [default: 0]")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N. [default: auto]")] = None,
+    normalize: Annotated[Optional[str], typer.Option(help="none ([-1, 1]) or torch (Normalize with data mean/std). (default: none)")] = None,
+    clahe: Annotated[Optional[bool], typer.Option("--clahe/--no-clahe", help="CLAHE equalisation. (default: on)")] = None,
+    clahe_clip: Annotated[Optional[float], typer.Option(help="CLAHE clip limit. (default: 2.0)")] = None,
+    clahe_tile: Annotated[Optional[int], typer.Option(help="CLAHE tile grid size. (default: 8)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of weights, noise and data order. (default: 0)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N. (default: auto)")] = None,
     sample_every: Annotated[Optional[int], typer.Option(help="Save a sample grid every N epochs (and at the end).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N epochs (and at the end).")] = None,
-    keep_checkpoints: Annotated[Optional[int], typer.Option(help="Keep the newest K checkpoints. [default: 3]")] = None,
-    log_every: Annotated[Optional[int], typer.Option(help="Log losses every N steps. [default: 10]")] = None,
-    out: Annotated[Optional[str], typer.Option(help="Run directory. [default: runs/<arch>-<res>-<timestamp>]")] = None,
+    keep_checkpoints: Annotated[Optional[int], typer.Option(help="Keep the newest K checkpoints. (default: 3)")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Compute FID every N epochs (and at the end); keep the best as best/.")] = None,
+    eval_n: Annotated[Optional[int], typer.Option(help="Generated images per FID (default: as many as training images).")] = None,
+    log_every: Annotated[Optional[int], typer.Option(help="Log losses every N steps. (default: 10)")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Run directory. (default: runs/<arch>-<res>-<timestamp>)")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue the run in this directory (or checkpoint); 'auto': the --out run if it has a checkpoint.")] = None,
     on_nan: Annotated[Optional[str], typer.Option(help="stop (default): a NaN/Inf loss ends training; skip: skip that update.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML or YAML file with these options (underscores for dashes).")] = None,
@@ -154,7 +154,7 @@ def train(
 @app.command()
 @handle_errors
 def generate(
-    checkpoint: Annotated[str, typer.Argument(help="Checkpoint or run directory.")],
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint or run directory, or hub:NAME[@VERSION] / hf-hub:ORG/NAME.")],
     n: Annotated[int, typer.Option("-n", "--n", min=0, help="Number of images.")] = 64,
     out: Annotated[Path, typer.Option(help="Directory for the PNG files.")] = Path("samples"),
     grid: Annotated[Optional[Path], typer.Option(help="Also write a grid of the images to this PNG.")] = None,
@@ -171,24 +171,25 @@ def generate(
 @app.command("list")
 @handle_errors
 def list_(
-    kind: Annotated[Optional[str], typer.Argument(help="datasets, archs, losses or metrics; all when omitted.")] = None,
+    kind: Annotated[Optional[str], typer.Argument(help="datasets, archs, losses, metrics or augmentations; all when omitted.")] = None,
     filter: Annotated[str, typer.Option(help="Glob on names, e.g. 'wgan*'.")] = "*",
 ) -> None:
-    """List what the installed plugins registered."""
-    from .plugins import registry
+    """List what the installed plugins registered, with each plugin's version."""
+    from .plugins import plugin_versions, registry
 
     if kind is not None and kind not in LIST_KINDS:
         raise GanzooError(f"unknown kind {kind!r}; use one of {', '.join(LIST_KINDS)}")
+    versions = plugin_versions()
     for label, name in LIST_KINDS.items():
         if kind not in (None, label):
             continue
         reg = registry(name)
         table = Table(title=label, title_justify="left")
-        for column in ("name", "plugin", "description"):
+        for column in ("name", "plugin", "version", "description"):
             table.add_column(column)
         for entry in reg.entries():
             if entry.name in reg.list(filter):
-                table.add_row(entry.name, entry.plugin, getattr(entry.obj, "description", "") or (entry.obj.__doc__ or "").strip().split("\n")[0])
+                table.add_row(entry.name, entry.plugin, versions.get(entry.plugin, ""), getattr(entry.obj, "description", "") or (entry.obj.__doc__ or "").strip().split("\n")[0])
         typer.echo(_render(table))
 
 

@@ -50,6 +50,8 @@ class TrainConfig:
     checkpoint_every: int | None = None
     keep_checkpoints: int = 3
     log_every: int = 10
+    eval_every: int | None = None
+    eval_n: int | None = None
     out: str | None = None
     resume: str | None = None
     on_nan: str = "stop"
@@ -94,6 +96,8 @@ class TrainConfig:
             (self.checkpoint_every is None or self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"),
             (self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}"),
             (self.on_nan in ("stop", "skip"), f"on_nan must be stop or skip, got {self.on_nan!r}"),
+            (self.eval_every is None or self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
+            (self.eval_n is None or self.eval_n >= 2, f"eval_n must be >= 2, got {self.eval_n}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
         ]
         for ok, message in checks:

@@ -23,3 +23,11 @@ def progress(*extra_columns: TextColumn) -> Progress:
         console=console,
         disable=not console.is_terminal,
     )
+
+
+class ConsoleHandler(logging.Handler):
+    """Log records as `level: message` on the console, which follows the current sys.stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        style = {"WARNING": "yellow", "ERROR": "bold red"}.get(record.levelname, "dim")
+        console.print(f"[{style}]{record.levelname.lower()}:[/] {record.getMessage()}", highlight=False, soft_wrap=True)

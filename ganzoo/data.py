@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,7 @@ from .paths import cache_dir
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 NORMALIZATIONS = ("none", "torch")
 CACHE_VERSION = 1
+MAX_PIXELS = 100_000_000  # larger images are refused before decoding (memory)
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def read_grayscale(path: Path) -> np.ndarray | None:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return None
-    if raw.size == 0:
+    if raw.size == 0 or image_pixels(raw) > MAX_PIXELS:
         return None
     image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
@@ -106,6 +108,14 @@ def read_grayscale(path: Path) -> np.ndarray | None:
             image = (image[:, :, :3].astype(np.float32) * alpha).round().astype(np.uint8)
         image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY) if image.shape[2] >= 3 else image[:, :, 0]
     return np.ascontiguousarray(image)
+
+
+def image_pixels(raw: np.ndarray) -> int:
+    """Width x height from a PNG header (0 when unknown), to refuse huge images cheaply."""
+    if raw.size >= 24 and raw[:8].tobytes() == b"\x89PNG\r\n\x1a\n":
+        width, height = struct.unpack(">II", raw[16:24].tobytes())
+        return width * height
+    return 0
 
 
 def preprocess(gray: np.ndarray, prep: Preprocessing) -> np.ndarray:
@@ -227,7 +237,7 @@ def load_folder(options: DatasetOptions) -> ImageSet:
             gray = read_grayscale(files[i])
             if gray is None:
                 skipped += 1
-                logger.warning("skipping %s: not a readable PNG/JPEG image", files[i])
+                logger.warning("skipping %s: not a readable PNG/JPEG image (or over %d pixels)", files[i], MAX_PIXELS)
                 continue
             images.append(preprocess(gray, options.preprocessing))
             kept_files.append(str(files[i].relative_to(root)))

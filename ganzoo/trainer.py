@@ -52,7 +52,14 @@ from .paths import dump_json
 from .plugins import plugin_versions
 
 GRID_SIZE = 64
-RESUMABLE_OVERRIDES = ("epochs", "steps", "device", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every", "on_nan")
+RESUMABLE_OVERRIDES = ("epochs", "steps", "device", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every", "on_nan", "eval_every", "eval_n")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every RNG a plugin might use: torch (CPU and CUDA), numpy, python."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -88,7 +95,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, data: ImageSet | None = None) -> None:
         self.config = config
         self.device = resolve_device(config.device)
-        torch.manual_seed(config.seed)
+        seed_everything(config.seed)
         self.gan: GAN = create_gan(config.arch, res=config.res, channels=config.channels, noise_dim=config.noise_dim).to(self.device)
         self.loss: GANLoss = build_loss(config.loss_name, **self._loss_kwargs())
         self.data = data if data is not None else self._load_data()
@@ -107,6 +114,11 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.gan.discriminator.parameters(), lr=lr, betas=betas)
         self.step = 0
         self.nan_skips = 0
+        self.best_fid: float | None = None
+        if config.eval_every:
+            from .metrics import inception_weights
+
+            inception_weights()  # fail now, not after hours of training, if no weights can be had
         self._stop_signal: int | None = None
         self.batch_size = min(config.batch_size, len(self.data))
         if self.batch_size < config.batch_size:
@@ -242,6 +254,8 @@ class Trainer:
                 bar.update(task, completed=self.step)
                 if finished or (epoch_done and c.sample_every and self.epoch % c.sample_every == 0):
                     self.save_grid(self.out / "samples" / f"step-{self.step:08d}.png")
+                if c.eval_every and (finished or (epoch_done and self.epoch % c.eval_every == 0)):
+                    self.evaluate(log)
                 if finished or (epoch_done and c.checkpoint_every and self.epoch % c.checkpoint_every == 0):
                     last_checkpoint = self.save()
                 if self._stop_signal is not None:
@@ -305,8 +319,8 @@ class Trainer:
             "progress": {"step": self.step, "epoch": self.epoch, "steps_per_epoch": self.steps_per_epoch},
         }
 
-    def save(self) -> Path:
-        """Write checkpoints/step-N atomically, point `last` at it, prune old ones.
+    def save(self, directory: Path | None = None, metrics: dict[str, Any] | None = None) -> Path:
+        """Write a checkpoint atomically (default checkpoints/step-N, then `last` points at it).
 
         Weights that are not finite are never saved, so the last checkpoint stays a good one.
         """
@@ -316,25 +330,44 @@ class Trainer:
                     f"weight {name} is not finite at step {self.step}; nothing saved, the last good checkpoint "
                     f"in {self.out} is kept. Try a lower --lr or --on-nan skip"
                 )
+        periodic = directory is None
+        directory = directory or self.out / "checkpoints" / f"step-{self.step:08d}"
         tensors, state = self.trainer_state()
-        config = self.checkpoint_config()
-        directory = self.out / "checkpoints" / f"step-{self.step:08d}"
+        config = {**self.checkpoint_config(), **({"metrics": metrics} if metrics else {})}
+        card_extra = {"metrics": metrics} if metrics else None
         try:
-            write_checkpoint(directory, self.gan, config, model_card(config), state_tensors=tensors, state_json=state)
-            link = self.out / "last"
-            tmp_link = self.out / f".last.{self.step}.tmp"
-            tmp_link.unlink(missing_ok=True)
-            tmp_link.symlink_to(Path("checkpoints") / directory.name)
-            tmp_link.replace(link)
+            write_checkpoint(directory, self.gan, config, model_card(config, card_extra), state_tensors=tensors, state_json=state)
+            if periodic:
+                tmp_link = self.out / f".last.{self.step}.tmp"
+                tmp_link.unlink(missing_ok=True)
+                tmp_link.symlink_to(Path("checkpoints") / directory.name)
+                tmp_link.replace(self.out / "last")
         except OSError as error:
             previous = (self.out / "last").resolve() if (self.out / "last").exists() else None
             raise GanzooError(
                 f"could not write checkpoint {directory}: {error.strerror or error}; "
                 + (f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists")
             ) from None
-        for old in sorted((self.out / "checkpoints").glob("step-*"))[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+        if periodic:
+            for old in sorted((self.out / "checkpoints").glob("step-*"))[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
         return directory
+
+    def evaluate(self, log: Any) -> None:
+        """FID against the training images; the lowest so far is kept as `best/`."""
+        from .metrics import evaluate as evaluate_metrics
+
+        c = self.config
+        n = c.eval_n or len(self.data)
+        report = evaluate_metrics(self.gan, self.data, metrics=("fid",), n=n, seed=c.seed, device=self.device)
+        fid = report["metrics"]["fid"]
+        record = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "fid": float(fid["value"]), "fid_n_fake": fid["n_fake"], "fid_n_real": fid["n_real"]}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        logger.info("step %d: FID %.2f (%d generated vs %d real images)", self.step, record["fid"], fid["n_fake"], fid["n_real"])
+        if self.best_fid is None or record["fid"] < self.best_fid:
+            self.best_fid = record["fid"]
+            self.save(self.out / "best", metrics={"fid": {"value": record["fid"], "n_fake": fid["n_fake"], "n_real": fid["n_real"], "step": self.step}})
 
     def trainer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Optimizer tensors and RNG states (safetensors) plus counters (JSON): no pickle."""
@@ -352,6 +385,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "nan_skips": self.nan_skips,
+            "best_fid": self.best_fid,
             "rng_numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
             "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
         }
@@ -390,6 +424,7 @@ class Trainer:
         if cuda_states and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
         self.nan_skips = int(state.get("nan_skips", 0))
+        self.best_fid = state.get("best_fid")
         if tensors:
             raise CheckpointError(f"{checkpoint}: unexpected trainer-state tensors {sorted(tensors)[:3]}")
         self.step = int(state["step"])
