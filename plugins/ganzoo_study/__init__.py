@@ -1,0 +1,1 @@
+"""Built-in plugin: the study commands (sweep, compare, classify, augment)."""
