@@ -19,7 +19,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from . import __version__
 from .errors import CheckpointError
 from .models import GAN, create_gan
 from .paths import dump_json, fsync_dir

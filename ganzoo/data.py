@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from .console import logger, progress
 from .errors import DataError
-from .paths import cache_dir
+from .paths import cache_dir, file_sha256
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 NORMALIZATIONS = ("none", "torch")
@@ -133,10 +133,6 @@ def preprocess(gray: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return image
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def cache_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -219,7 +215,7 @@ def load_folder(options: DatasetOptions) -> ImageSet:
     digests = {}
     for f in files:
         try:
-            digests[str(f.relative_to(root))] = file_digest(f)
+            digests[str(f.relative_to(root))] = file_sha256(f)
         except OSError:
             digests[str(f.relative_to(root))] = "unreadable"
     key = cache_key({"files": digests, "order": order, "max": options.max_images, "prep": asdict(options.preprocessing)})

@@ -28,7 +28,7 @@ import yaml
 
 from . import __version__
 from .errors import CheckpointError, GanzooError
-from .paths import cache_dir, dump_json, fsync_dir, ganzoo_home
+from .paths import cache_dir, dump_json, file_sha256, fsync_dir, ganzoo_home
 
 MANIFEST_FILE = "manifest.json"
 SAMPLES_FILE = "samples.png"
@@ -219,14 +219,6 @@ def resolve_location(location: str | Path) -> Path:
 
 
 # -- manifests and verification ---------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_filename(filename: Any, where: str) -> str:

@@ -40,7 +40,7 @@ from .console import logger, progress
 from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset
 from .errors import GanzooError
 from .models import GAN
-from .paths import atomic_write_text, cache_dir, dump_json
+from .paths import atomic_write_text, cache_dir, dump_json, file_sha256
 
 EXTRACTOR_NAME = "ganzoo-inception-v3-compat"
 WEIGHTS_ENV = "GANZOO_INCEPTION_WEIGHTS"
@@ -473,14 +473,6 @@ def convert_torchscript_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str
 # -- weights: resolution, conversion, verification ---------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 _DESCRIBED: dict[tuple[str, int, int], InceptionWeights] = {}
 
 
@@ -495,7 +487,7 @@ def _describe(path: Path, source: str) -> InceptionWeights:
         with safe_open(str(path), framework="pt") as f:
             keys = set(f.keys())
             classifier = {"fc.weight", "fc.bias"} <= keys and all(bool(torch.isfinite(f.get_tensor(k)).all()) for k in ("fc.weight", "fc.bias"))
-        _DESCRIBED[key] = InceptionWeights(path, _sha256(path), source, classifier)
+        _DESCRIBED[key] = InceptionWeights(path, file_sha256(path), source, classifier)
     weights = _DESCRIBED[key]
     return InceptionWeights(weights.path, weights.sha256, source, weights.classifier)
 
@@ -570,7 +562,7 @@ def _state_from_pth(path: Path) -> dict[str, torch.Tensor]:
 
 def _from_fidelity_file(path: Path) -> InceptionWeights:
     """Convert torch-fidelity's own .pth (sha256 checked, weights-only load) into the cache."""
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if not digest.startswith(FIDELITY_SHA256_PREFIX):
         raise GanzooError(f"{path} is not torch-fidelity's Inception file (sha256 {digest[:12]}..., expected {FIDELITY_SHA256_PREFIX}...)")
     target = cache_dir("inception") / "tf-inception-2015-12-05-torch-fidelity.safetensors"
@@ -655,7 +647,7 @@ def _explicit(path: Path, classifier: bool) -> InceptionWeights:
             _verify_state(load_file(str(path)))
             _VERIFIED.add(weights.sha256)
     elif path.suffix in (".pth", ".pt"):
-        digest = _sha256(path)
+        digest = file_sha256(path)
         cached = _cached(f"explicit-{digest[:16]}", "explicit")
         if cached is None:
             target = cache_dir("inception") / f"explicit-{digest[:16]}.safetensors"

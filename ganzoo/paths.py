@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -50,3 +51,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 def dump_json(obj: Any) -> str:
     """JSON as ganzoo writes it everywhere: sorted keys, indent 2, trailing newline."""
     return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (weights files can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
