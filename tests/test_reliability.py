@@ -50,22 +50,28 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
             [sys.executable, "-m", "ganzoo", *TRAIN, *steps, "--out", str(run), "--resume", "auto"],
             env=env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        if kills < 5:
-            # Wait until training is under way, then kill at a random moment.
+        if kills < 6:
             deadline = time.time() + 60
-            while proc.poll() is None and not (run / "log.jsonl").exists() and time.time() < deadline:
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 1.5))
+            if kills % 2:
+                # Odd kills land inside a checkpoint write: as soon as its temp directory appears.
+                while proc.poll() is None and not list(run.glob("checkpoints/.step-*.tmp-*")) and time.time() < deadline:
+                    time.sleep(0.001)
+            else:
+                # Even kills land at a random moment once training is under way.
+                while proc.poll() is None and not (run / "log.jsonl").exists() and time.time() < deadline:
+                    time.sleep(0.05)
+                time.sleep(rng.uniform(0.0, 1.5))
             if proc.poll() is None:
+                writing = bool(list(run.glob("checkpoints/.step-*.tmp-*")))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 kills += 1
-                during_write += bool(list((run / "checkpoints").glob(".*tmp-*")) if (run / "checkpoints").exists() else False)
+                during_write += writing
                 continue
         _, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 0, stderr.decode()
         break
-    assert kills >= 3
+    assert kills >= 4 and during_write >= 1
     weights, state = final_tensors(run)
     ref_weights, ref_state = final_tensors(reference)
     assert weights.keys() == ref_weights.keys() and state.keys() == ref_state.keys()
