@@ -29,6 +29,8 @@ NORMALIZATIONS = ("none", "torch")
 CACHE_VERSION = 1
 MAX_PIXELS = 100_000_000  # larger images are refused before decoding (memory)
 
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # skipped files get our own message
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -83,31 +85,46 @@ class DatasetSpec:
     needs_path: bool = False
 
 
-def read_grayscale(path: Path) -> np.ndarray | None:
-    """Decode any PNG/JPEG as 8-bit grayscale; None when the file is not a usable image.
+class UnreadableImage(Exception):
+    """A file that is not a usable image; the message says why."""
+
+
+def decode_grayscale(path: Path) -> np.ndarray:
+    """Decode any PNG/JPEG as 8-bit grayscale, or raise UnreadableImage saying why not.
 
     16-bit images are scaled (not truncated) to 8 bits; an alpha channel is composited on
     black, so a transparent background reads as empty film rather than as garbage.
     """
     try:
         raw = np.fromfile(path, dtype=np.uint8)
-    except OSError:
-        return None
-    if raw.size == 0 or image_pixels(raw) > MAX_PIXELS:
-        return None
+    except OSError as error:
+        raise UnreadableImage(f"cannot read the file ({error.strerror or error})") from None
+    if raw.size == 0:
+        raise UnreadableImage("empty file (0 bytes)")
+    pixels = image_pixels(raw)
+    if pixels > MAX_PIXELS:
+        raise UnreadableImage(f"{pixels:,} pixels is over the limit of {MAX_PIXELS:,}")
     image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
-        return None
+        raise UnreadableImage("not a decodable PNG/JPEG (truncated or not an image)")
     if image.dtype == np.uint16:
         image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif image.dtype != np.uint8:
-        return None
+        raise UnreadableImage(f"unsupported pixel type {image.dtype}")
     if image.ndim == 3:
         if image.shape[2] == 4:
             alpha = image[:, :, 3:4].astype(np.float32) / 255.0
             image = (image[:, :, :3].astype(np.float32) * alpha).round().astype(np.uint8)
         image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY) if image.shape[2] >= 3 else image[:, :, 0]
     return np.ascontiguousarray(image)
+
+
+def read_grayscale(path: Path) -> np.ndarray | None:
+    """`decode_grayscale`, with None for a file that is not a usable image."""
+    try:
+        return decode_grayscale(path)
+    except UnreadableImage:
+        return None
 
 
 def image_pixels(raw: np.ndarray) -> int:
@@ -230,10 +247,11 @@ def load_folder(options: DatasetOptions) -> ImageSet:
         for i in order:
             if len(images) >= target:
                 break
-            gray = read_grayscale(files[i])
-            if gray is None:
+            try:
+                gray = decode_grayscale(files[i])
+            except UnreadableImage as problem:
                 skipped += 1
-                logger.warning("skipping %s: not a readable PNG/JPEG image (or over %d pixels)", files[i], MAX_PIXELS)
+                logger.warning("skipping %s: %s", files[i], problem)
                 continue
             images.append(preprocess(gray, options.preprocessing))
             kept_files.append(str(files[i].relative_to(root)))

@@ -63,6 +63,17 @@ def test_bad_files_are_skipped_with_a_count(image_folder, caplog):
     assert "skipped 3 unreadable file(s)" in caplog.text
 
 
+def test_skip_messages_say_why(image_folder, caplog):
+    (image_folder / "a" / "zero.png").write_bytes(b"")
+    (image_folder / "a" / "text.png").write_text("not an image")
+    cv2.imwrite(str(image_folder / "a" / "huge.png"), np.zeros((10_050, 10_000), np.uint8))
+    with caplog.at_level("WARNING", logger="ganzoo"):
+        load_dataset("folder", opts(image_folder))
+    assert "zero.png: empty file (0 bytes)" in caplog.text
+    assert "text.png: not a decodable PNG/JPEG" in caplog.text
+    assert "huge.png: 100,500,000 pixels is over the limit of 100,000,000" in caplog.text
+
+
 def test_no_usable_image_is_one_clear_error(tmp_path):
     broken, empty = tmp_path / "broken", tmp_path / "empty"
     broken.mkdir()
