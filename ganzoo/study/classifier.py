@@ -1,0 +1,430 @@
+"""Table 6: does adding synthetic images to the positive class help a classifier on real data?
+
+The held-out test split is drawn from real images only, before any synthetic image is
+looked at, and grouped by patient when the metadata names patients, so a patient's images
+never sit on both sides. Synthetic images only ever join the training split.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..console import logger
+from ..data import IMAGE_EXTENSIONS, Preprocessing, list_image_files, preprocess, read_grayscale
+from ..errors import GanzooError
+from .common import fmt, markdown_table, summarize, write_csv, write_json
+from .plots import confusion_plot
+
+MODELS = ("resnet18", "densenet121", "densenet161")
+PATIENT_COLUMNS = ("patient", "patient_id", "patientid", "patient id", "subject", "subject_id")
+METRICS = ("accuracy", "recall", "precision", "f1", "specificity", "auroc")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SMALL_TEST = 100
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image: where it is, its class, its patient (if known), and whether a GAN made it."""
+
+    path: Path
+    label: str
+    group: str | None = None
+    synthetic: bool = False
+
+
+def _truthy(text: str | None) -> bool:
+    return str(text or "").strip().lower() in ("1", "true", "yes", "y")
+
+
+def read_records(data: str | Path, label_column: str = "label") -> tuple[list[Record], str | None]:
+    """The labelled images of a folder (metadata.csv, else class subfolders) and the patient column used.
+
+    Files marked synthetic (a `synthetic` column, or an augment manifest) are flagged, so they
+    can never reach a test split.
+    """
+    root = Path(data).expanduser()
+    if not root.is_dir():
+        raise GanzooError(f"data directory not found: {root}")
+    marked = synthetic_files(root)
+    meta = root / "metadata.csv"
+    if not meta.exists():
+        if label_column != "label":
+            raise GanzooError(f"--label-column {label_column} needs a metadata.csv in {root}")
+        records = [Record(f, f.relative_to(root).parts[0], None, f.resolve() in marked) for f in list_image_files(root) if len(f.relative_to(root).parts) > 1]
+        return records, None
+    with open(meta, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in ("file", label_column) if c not in columns]
+        if missing:
+            raise GanzooError(f"{meta} lacks column(s) {', '.join(missing)}; it has: {', '.join(columns) or 'no header'}")
+        patient = next((c for c in columns if c.strip().lower() in PATIENT_COLUMNS), None)
+        records = []
+        for row in reader:
+            if not row.get("file"):
+                continue
+            path = root / row["file"]
+            flagged = _truthy(row.get("synthetic")) or path.resolve() in marked or (path.resolve(strict=False) in marked)
+            records.append(Record(path, row[label_column], (row.get(patient) or None) if patient else None, flagged))
+    return records, patient
+
+
+def synthetic_files(root: Path) -> set[Path]:
+    """Files an augment manifest in `root` marks as synthetic (resolved paths)."""
+    manifest = root / MANIFEST
+    if not manifest.exists():
+        return set()
+    entries = json.loads(manifest.read_text())["files"]
+    return {(root / e["file"]).resolve() for e in entries if e["synthetic"]}
+
+
+def synthetic_images(directory: str | Path, positive: str) -> list[Path]:
+    """Synthetic images to add: an augment output's synthetic files of class `positive`, or every image in a folder."""
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise GanzooError(f"synthetic image directory not found: {root}")
+    if (root / MANIFEST).exists():
+        entries = json.loads((root / MANIFEST).read_text())["files"]
+        files = [root / e["file"] for e in entries if e["synthetic"] and e["label"] == positive]
+    else:
+        files = list_image_files(root)
+    if not files:
+        raise GanzooError(f"no synthetic {positive!r} images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
+    return files
+
+
+def split(records: Sequence[Record], positive: str, test_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int], str]:
+    """Indices of (train, test, how): test holds real images only, grouped by patient when known.
+
+    Without patients the split is stratified by class; with them, whole patients go to the
+    test side (in a seeded order, per class of their first image) until each class has its share.
+    """
+    if not 0 < test_fraction < 1:
+        raise GanzooError(f"test fraction must be in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    real = [i for i, r in enumerate(records) if not r.synthetic]
+    by_patient = any(records[i].group for i in real)
+    test: list[int] = []
+    for cls in (True, False):
+        members = [i for i in real if (records[i].label == positive) == cls]
+        if by_patient:
+            groups: dict[str, list[int]] = {}
+            for i in real:
+                groups.setdefault(records[i].group or f"file:{records[i].path}", []).append(i)
+            keys = sorted(k for k, idx in groups.items() if (records[idx[0]].label == positive) == cls)
+            rng.shuffle(keys)
+            target, taken = round(len(members) * test_fraction), 0
+            for key in keys:
+                if taken >= target:
+                    break
+                test += groups[key]
+                taken += len(groups[key])
+        else:
+            order = list(rng.permutation(members))
+            test += [int(i) for i in order[: round(len(members) * test_fraction)]]
+    test_set = set(test)
+    train = [i for i in range(len(records)) if i not in test_set]
+    if any(records[i].synthetic for i in test):
+        raise GanzooError("internal error: a synthetic image reached the test split")
+    return sorted(train), sorted(test), "patient" if by_patient else "stratified"
+
+
+def load_images(paths: Sequence[Path], res: int, clahe: bool = True) -> tuple[torch.Tensor, list[int]]:
+    """uint8 (N, 1, res, res) images preprocessed as the GANs' data; and the indices that were unreadable."""
+    prep = Preprocessing(resolution=res, clahe=clahe)
+    images, bad = [], []
+    for i, path in enumerate(paths):
+        gray = read_grayscale(path)
+        if gray is None:
+            bad.append(i)
+            continue
+        images.append(preprocess(gray, prep))
+    if not images:
+        raise GanzooError("no readable image to classify")
+    return torch.from_numpy(np.stack(images)).unsqueeze(1), bad
+
+
+def build_classifier(name: str, weights: str | Path | None = None) -> nn.Module:
+    """A torchvision model with 2 outputs, from scratch, or from a local safetensors file (strict)."""
+    import torchvision.models as tvm
+
+    if name not in MODELS:
+        raise GanzooError(f"unknown classifier {name!r}; use one of {', '.join(MODELS)}")
+    head = "fc" if name.startswith("resnet") else "classifier"
+    classes = 2
+    state = None
+    if weights is not None:
+        from safetensors.torch import load_file
+
+        path = Path(weights).expanduser()
+        if path.suffix != ".safetensors" or not path.is_file():
+            raise GanzooError(f"--weights must be an existing .safetensors file (no pickle), got {path}")
+        state = load_file(str(path))
+        if f"{head}.weight" not in state:
+            raise GanzooError(f"{path} has no {head}.weight: not {name} weights")
+        classes = int(state[f"{head}.weight"].shape[0])
+    model = getattr(tvm, name)(weights=None, num_classes=classes)
+    if state is not None:
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise GanzooError(f"{weights} does not fit {name}: {str(error).splitlines()[0]}") from None
+        if classes != 2:
+            setattr(model, head, nn.Linear(getattr(model, head).in_features, 2))
+    return model
+
+
+def _model_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = batch.to(device).float().div(255.0).expand(-1, 3, -1, -1)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int, device: torch.device) -> nn.Module:
+    """Plain Adam + cross-entropy with a seeded shuffle; horizontal flips as the only augmentation."""
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    rng = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=rng)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            if len(idx) < 2:  # BatchNorm cannot train on a single image
+                continue
+            x = _model_input(images[idx], device)
+            flip = torch.rand(len(idx), generator=rng) < 0.5
+            x[flip.to(device)] = x[flip.to(device)].flip(-1)
+            loss = loss_fn(model(x), targets[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 64) -> torch.Tensor:
+    """Probability of the positive class for each image."""
+    model.eval()
+    out = [torch.softmax(model(_model_input(images[i : i + batch_size], device)), 1)[:, 1].cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out)
+
+
+def auroc(y: Sequence[int], score: Sequence[float]) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties count half); NaN when one class is absent."""
+    y_arr, s = np.asarray(y), np.asarray(score, dtype=np.float64)
+    pos, neg = int(y_arr.sum()), int(len(y_arr) - y_arr.sum())
+    if pos == 0 or neg == 0:
+        return math.nan
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[y_arr == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def binary_metrics(y: Sequence[int], prob: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, recall (sensitivity), precision, F1, specificity, AUROC and the confusion matrix."""
+    y_arr = np.asarray(y, dtype=int)
+    pred = (np.asarray(prob) >= threshold).astype(int)
+    tp = int(((pred == 1) & (y_arr == 1)).sum())
+    tn = int(((pred == 0) & (y_arr == 0)).sum())
+    fp = int(((pred == 1) & (y_arr == 0)).sum())
+    fn = int(((pred == 0) & (y_arr == 1)).sum())
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else math.nan
+
+    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else (0.0 if tp + fp + fn else math.nan)
+    return {
+        "accuracy": ratio(tp + tn, len(y_arr)),
+        "recall": recall,
+        "precision": precision,
+        "f1": f1,
+        "specificity": ratio(tn, tn + fp),
+        "auroc": auroc(y_arr, prob),
+        "confusion": [[tn, fp], [fn, tp]],
+    }
+
+
+def classify(
+    data: str | Path,
+    out: str | Path,
+    label_column: str = "label",
+    positive: str = "covid",
+    synthetic: Sequence[str | Path] = (),
+    model: str = "resnet18",
+    seeds: int = 3,
+    epochs: int = 10,
+    res: int = 64,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    device: str = "auto",
+    weights: str | Path | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    max_images: int | None = None,
+    synthetic_n: int | None = None,
+) -> dict[str, Any]:
+    """Train `seeds` classifiers per setting (real only; real + each synthetic set) and score them on real test images.
+
+    Every setting uses the same real train/test split (drawn once with `split_seed`), so
+    differences come from the added images and the training seeds, whose spread is reported.
+    Images that `data` itself marks as synthetic (an augment output) never join the "real"
+    setting: they form a setting of their own.
+    Writes results.json, results.csv, report.md, split.csv and confusion-<setting>.png to `out`.
+    """
+    from ..trainer import resolve_device
+
+    if seeds < 1 or epochs < 1 or batch_size < 2 or res < 16:
+        raise GanzooError("classify needs seeds >= 1, epochs >= 1, batch size >= 2 and res >= 16")
+    dev = resolve_device(device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records, patient_column = read_records(data, label_column)
+    labels = sorted({r.label for r in records})
+    if positive not in labels:
+        raise GanzooError(f"no image has {label_column} {positive!r}; labels there: {', '.join(labels)}")
+    if len(labels) < 2:
+        raise GanzooError(f"classify needs a second class besides {positive!r}")
+    marked = [r.path for r in records if r.synthetic and r.label == positive]
+    records = [r for r in records if not r.synthetic]
+    if max_images is not None:
+        records = _subset(records, positive, max_images, split_seed)
+    train_idx, test_idx, how = split(records, positive, test_fraction, split_seed)
+    notes = []
+    train_images, bad_train = load_images([records[i].path for i in train_idx], res)
+    test_images, bad_test = load_images([records[i].path for i in test_idx], res)
+    train_idx = [i for k, i in enumerate(train_idx) if k not in set(bad_train)]
+    test_idx = [i for k, i in enumerate(test_idx) if k not in set(bad_test)]
+    if bad_train or bad_test:
+        notes.append(f"{len(bad_train) + len(bad_test)} unreadable image(s) skipped")
+    y_train = torch.tensor([int(records[i].label == positive) for i in train_idx])
+    y_test = [int(records[i].label == positive) for i in test_idx]
+    n_pos = sum(y_test)
+    if n_pos == 0 or n_pos == len(y_test):
+        raise GanzooError(f"the test split ({len(y_test)} images) holds only one class; use more images or a larger test fraction")
+    if len(y_test) < SMALL_TEST:
+        notes.append(f"small test split: {len(y_test)} images ({n_pos} {positive}); metrics move by 1/{len(y_test)} per image")
+    _write_split(out / "split.csv", records, train_idx, test_idx, positive)
+
+    settings: dict[str, list[Path]] = {"real": []}
+    given = {Path(d).expanduser().resolve() for d in synthetic}
+    if marked and Path(data).expanduser().resolve() not in given:
+        settings[f"real+{Path(data).name}"] = marked[:synthetic_n] if synthetic_n is not None else marked
+    for directory in synthetic:
+        name = f"real+{Path(directory).name}"
+        while name in settings:
+            name += "'"
+        files = synthetic_images(directory, positive)
+        settings[name] = files[:synthetic_n] if synthetic_n is not None else files
+    test_paths = {records[i].path.resolve() for i in test_idx}
+    results: dict[str, Any] = {}
+    for name, extra in settings.items():
+        if test_paths & {p.resolve() for p in extra}:
+            raise GanzooError(f"{name}: a synthetic file is also in the test split")
+        x, y = train_images, y_train
+        if extra:
+            syn, bad = load_images(extra, res)
+            x, y = torch.cat([x, syn]), torch.cat([y, torch.ones(len(syn), dtype=torch.long)])
+            if bad:
+                notes.append(f"{name}: {len(bad)} unreadable synthetic image(s) skipped")
+        per_seed = []
+        for seed in range(seeds):
+            start = time.perf_counter()
+            torch.manual_seed(seed)
+            net = fit(build_classifier(model, weights), x, y, epochs, batch_size, lr, seed, dev)
+            scores = binary_metrics(y_test, predict(net, test_images, dev).tolist())
+            per_seed.append({"seed": seed, **scores, "seconds": time.perf_counter() - start})
+            logger.info("%s seed %d: accuracy %.3f recall %.3f AUROC %s", name, seed, scores["accuracy"], scores["recall"], fmt(scores["auroc"]))
+        summed = np.sum([r["confusion"] for r in per_seed], axis=0).tolist()
+        confusion_plot(out / f"confusion-{_slug(name)}.png", summed, [f"not {positive}", positive], f"{name}: summed over {seeds} seed(s), {len(y_test)} test images each")
+        results[name] = {
+            "n_train": len(y),
+            "n_train_positive": int(y.sum()),
+            "n_train_synthetic": len(x) - len(train_images),
+            "metrics": {m: summarize([r[m] for r in per_seed if not math.isnan(r[m])]) for m in METRICS},
+            "per_seed": per_seed,
+            "confusion_summed": summed,
+        }
+    report = {
+        "settings": results,
+        "split": {"by": how, "patient_column": patient_column, "seed": split_seed, "test_fraction": test_fraction,
+                  "n_train_real": len(train_idx), "n_test": len(y_test), "n_test_positive": n_pos, "test_synthetic": 0},
+        "options": {"data": str(data), "label_column": label_column, "positive": positive, "model": model, "seeds": seeds,
+                    "epochs": epochs, "res": res, "batch_size": batch_size, "lr": lr, "weights": str(weights) if weights else None,
+                    "pretrained": weights is not None, "device": str(dev), "max_images": max_images, "synthetic": [str(s) for s in synthetic]},
+        "notes": notes,
+    }
+    write_json(out / "results.json", report)
+    write_csv(out / "results.csv", [{"setting": n, "seed": r["seed"], **{m: r[m] for m in METRICS},
+                                     "tn": r["confusion"][0][0], "fp": r["confusion"][0][1], "fn": r["confusion"][1][0], "tp": r["confusion"][1][1],
+                                     "n_test": len(y_test)} for n, s in results.items() for r in s["per_seed"]])
+    (out / "report.md").write_text(classify_markdown(report), encoding="utf-8")
+    return report
+
+
+def _subset(records: list[Record], positive: str, n: int, seed: int) -> list[Record]:
+    """A seeded, class-stratified subset of n real images."""
+    rng = np.random.default_rng(seed + 1)
+    real = [r for r in records if not r.synthetic]
+    pos = [r for r in real if r.label == positive]
+    neg = [r for r in real if r.label != positive]
+    k = max(1, round(n * len(pos) / max(1, len(real))))
+    pick = [pos[i] for i in rng.permutation(len(pos))[:k]] + [neg[i] for i in rng.permutation(len(neg))[: max(1, n - k)]]
+    return sorted(pick, key=lambda r: str(r.path))
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-")
+
+
+def _write_split(path: Path, records: Sequence[Record], train: Sequence[int], test: Sequence[int], positive: str) -> None:
+    rows = [{"file": str(records[i].path), "label": records[i].label, "split": side, "synthetic": records[i].synthetic}
+            for side, idx in (("train", train), ("test", test)) for i in idx]
+    write_csv(path, rows)
+
+
+def classify_markdown(report: dict[str, Any]) -> str:
+    """A Table-6-like markdown table: mean +/- std over seeds, with the counts behind it."""
+    o, s = report["options"], report["split"]
+    rows = []
+    for name, r in report["settings"].items():
+        cells = []
+        for m in METRICS:
+            v = r["metrics"][m]
+            cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if v["n"] else "n/a")
+        rows.append([name, f"{r['n_train']} ({r['n_train_synthetic']} synthetic)", *cells])
+    lines = [
+        f"# Classifier: {o['positive']} vs rest ({o['model']}, {'pretrained' if o['pretrained'] else 'from scratch'})",
+        "",
+        f"Test split: {s['n_test']} real images ({s['n_test_positive']} {o['positive']}), split {s['by']} with seed {s['seed']}; "
+        "no synthetic image is in it. Values are mean ± std over "
+        f"{o['seeds']} training seed(s); {o['epochs']} epoch(s) at {o['res']} px.",
+        "",
+        markdown_table(["setting", "train images", *METRICS], rows),
+        "",
+    ]
+    lines += [f"![{n}](confusion-{_slug(n)}.png)" for n in report["settings"]]
+    if report["notes"]:
+        lines += ["", "Notes:", *[f"- {n}" for n in report["notes"]]]
+    return "\n".join(lines) + "\n"

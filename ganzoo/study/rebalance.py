@@ -1,0 +1,108 @@
+"""A rebalanced copy of a labelled dataset, with every synthetic file marked as such.
+
+Real files are symlinked (or copied) under their original relative paths; generated images
+go to `synthetic/<label>/`. `metadata.csv` carries a `synthetic` column and `manifest.json`
+lists every file with its origin and sha256, so no synthetic image can pass for a patient's.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..console import logger
+from ..errors import GanzooError
+from ..paths import file_sha256
+from .classifier import MANIFEST, read_records
+from .common import write_csv, write_json
+
+MODES = ("link", "copy")
+
+
+def augment(
+    checkpoint: str | Path,
+    data: str | Path,
+    label: str,
+    to_count: int,
+    out: str | Path,
+    label_column: str = "label",
+    mode: str = "link",
+    seed: int = 0,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Write `out`: every real image of `data` plus generated `label` images up to `to_count`; returns the manifest."""
+    from ..checkpoint import load_gan
+    from ..data import to_uint8
+    from ..generate import write_png
+    from ..trainer import resolve_device
+
+    if mode not in MODES:
+        raise GanzooError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    root, out = Path(data).expanduser().resolve(), Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise GanzooError(f"{out} is not empty; choose a new output directory")
+    if out.resolve().is_relative_to(root):
+        raise GanzooError(f"the output {out} must not lie inside the data directory {root}")
+    records, _ = read_records(root, label_column)
+    if any(r.synthetic for r in records):
+        raise GanzooError(f"{root} already holds synthetic images; augment a real dataset")
+    have = sum(r.label == label for r in records)
+    if have == 0:
+        raise GanzooError(f"no image in {root} has {label_column} {label!r}; labels: {', '.join(sorted({r.label for r in records}))}")
+    missing = max(0, to_count - have)
+    if missing == 0:
+        logger.warning("%s already has %d %r images >= %d: nothing generated", root, have, label, to_count)
+    extra_columns = _metadata_rows(root)
+    out.mkdir(parents=True, exist_ok=True)
+    entries: list[dict[str, Any]] = []
+    for record in records:
+        relative = record.path.relative_to(root)
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "link":
+            os.symlink(record.path.resolve(), target)
+        else:
+            shutil.copy2(record.path, target)
+        entries.append({"file": relative.as_posix(), "label": record.label, "synthetic": False, "source": str(record.path.resolve()),
+                        "sha256": file_sha256(record.path), **({"patient": record.group} if record.group else {})})
+    if missing:
+        gan = load_gan(checkpoint, device=resolve_device(device))
+        images = to_uint8(gan.sample(missing, seed=seed))
+        folder = out / "synthetic" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            path = folder / f"synthetic-{i:05d}.png"
+            write_png(path, image)
+            entries.append({"file": path.relative_to(out).as_posix(), "label": label, "synthetic": True,
+                            "source": f"{checkpoint} seed {seed} index {i}", "sha256": file_sha256(path)})
+    rows = []
+    for e in entries:
+        original = extra_columns.get(e["file"], {})
+        rows.append({**original, "file": e["file"], label_column: e["label"], "synthetic": e["synthetic"]})
+    write_csv(out / "metadata.csv", rows)
+    counts: dict[str, dict[str, int]] = {}
+    for e in entries:
+        c = counts.setdefault(e["label"], {"real": 0, "synthetic": 0})
+        c["synthetic" if e["synthetic"] else "real"] += 1
+    manifest = {"data": str(root), "checkpoint": str(checkpoint), "label": label, "label_column": label_column,
+                "to_count": to_count, "seed": seed, "mode": mode, "counts": counts, "files": entries}
+    write_json(out / MANIFEST, manifest)
+    (out / "README.md").write_text(
+        f"Rebalanced copy of {root}: {missing} synthetic {label!r} image(s) from {checkpoint} (seed {seed}) in synthetic/{label}/.\n"
+        "Synthetic files are marked in metadata.csv (column `synthetic`) and manifest.json. They are not patients' images:\n"
+        "never put them in a test split. Real files are " + ("symlinks to the originals" if mode == "link" else "copies") + ".\n",
+        encoding="utf-8",
+    )
+    return manifest
+
+
+def _metadata_rows(root: Path) -> dict[str, dict[str, str]]:
+    """The original metadata.csv rows by file, so extra columns (source, view, ...) are kept."""
+    meta = root / "metadata.csv"
+    if not meta.exists():
+        return {}
+    with open(meta, newline="", encoding="utf-8") as f:
+        return {row["file"]: dict(row) for row in csv.DictReader(f) if row.get("file")}

@@ -1,0 +1,318 @@
+"""Tables 1-4: train one run per setting of a base configuration, score each, write a report.
+
+Runs live in `out/runs/<name>`; a run with `done.json` matching its configuration is never
+retrained, a half-trained one is resumed, and each evaluation is cached in `out/evals/`, so
+an interrupted sweep picks up where it stopped. Varying `epochs` trains one run to the
+largest value with a checkpoint every gcd(values) epochs and scores those checkpoints:
+the epoch rows are points on one training curve, not separate runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shlex
+from dataclasses import dataclass, field
+from functools import reduce
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..console import logger
+from ..errors import GanzooError
+from .common import config_hash, explicit, fmt, load_base, markdown_table, summarize, toml_text, train_command, write_csv, write_json
+from .plots import line_plot
+
+MODES = ("one-at-a-time", "grid")
+GRID_SAMPLES = 64
+
+
+@dataclass
+class Run:
+    """One training run of the sweep and the epoch points to score (None: its final checkpoint)."""
+
+    name: str
+    config: dict[str, Any]
+    epochs_points: list[int] | None = None
+
+
+@dataclass
+class Row:
+    """One line of a table: which parameter(s), at which value(s), scored from which run."""
+
+    table: str
+    setting: dict[str, Any]
+    run: str
+    epoch: int | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.run + (f"@epoch{self.epoch}" if self.epoch is not None else "")
+
+
+def run_name(overrides: Mapping[str, Any]) -> str:
+    if not overrides:
+        return "base"
+    return "__".join(f"{k}={v}" for k, v in sorted(overrides.items())).replace("/", "_")
+
+
+def plan(base: Mapping[str, Any], vary: Mapping[str, Sequence[Any]], mode: str = "one-at-a-time") -> tuple[list[Run], list[Row]]:
+    """The runs to train and the table rows to score, without training anything."""
+    if mode not in MODES:
+        raise GanzooError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not vary or any(not values for values in vary.values()):
+        raise GanzooError("give at least one --vary KEY=V1,V2,...")
+    for key in ("out", "resume"):
+        if key in vary:
+            raise GanzooError(f"--vary {key} is not a training parameter")
+    epochs = sorted(set(vary["epochs"])) if "epochs" in vary else None
+    others = {k: list(dict.fromkeys(v)) for k, v in vary.items() if k != "epochs"}
+    runs: dict[str, Run] = {}
+
+    def add(overrides: dict[str, Any], curve: bool) -> Run:
+        config = {**base, **overrides}
+        if curve and epochs is not None:
+            step = reduce(math.gcd, epochs)
+            config.update(epochs=max(epochs), steps=None, checkpoint_every=step, keep_checkpoints=max(epochs) // step + 2)
+        name = run_name(overrides) + ("__epochs" if curve else "")
+        return runs.setdefault(name, Run(name, config, epochs if curve else None))
+
+    rows: list[Row] = []
+    if mode == "grid":
+        keys = list(others)
+        for combo in itertools.product(*(others[k] for k in keys)):
+            run = add(dict(zip(keys, combo)), curve=epochs is not None)
+            for epoch in epochs or [None]:
+                setting = dict(zip(keys, combo)) | ({"epochs": epoch} if epoch is not None else {})
+                rows.append(Row("grid", setting, run.name, epoch))
+    else:
+        for key, values in others.items():
+            for value in values:
+                run = add({key: value}, curve=False)
+                rows.append(Row(key, {key: value}, run.name))
+        if epochs is not None:
+            run = add({}, curve=True)
+            rows += [Row("epochs", {"epochs": e}, run.name, e) for e in epochs]
+    for run in runs.values():
+        from ..config import TrainConfig
+
+        TrainConfig.from_dict({k: v for k, v in run.config.items()}, source=f"sweep run {run.name}")
+    return list(runs.values()), rows
+
+
+def train_run(run: Run, runs_dir: Path) -> Path:
+    """Train a run unless `done.json` says this exact configuration finished; resume a partial one."""
+    from ..trainer import train
+
+    directory = runs_dir / run.name
+    done = directory / "done.json"
+    config = {**run.config, "out": str(directory)}
+    if done.exists():
+        saved = json.loads(done.read_text())
+        if saved["config"] == explicit(config):
+            logger.info("sweep: %s already trained, skipped", run.name)
+            return Path(saved["checkpoint"])
+        raise GanzooError(f"{directory} was trained with another configuration; use a new --out")
+    checkpoint = train({**config, "resume": "auto"})
+    write_json(done, {"config": explicit(config), "checkpoint": str(checkpoint)})
+    return checkpoint
+
+
+def epoch_checkpoint(run_dir: Path, epoch: int) -> Path:
+    """The checkpoint of a run saved at exactly `epoch` completed epochs."""
+    from ..checkpoint import read_config
+
+    for candidate in sorted((run_dir / "checkpoints").glob("step-*")):
+        progress = read_config(candidate).get("progress", {})
+        if progress.get("epoch") == epoch and progress.get("step", 0) % max(1, progress.get("steps_per_epoch", 1)) == 0:
+            return candidate
+    raise GanzooError(f"{run_dir} has no checkpoint at epoch {epoch}; was it trained by this sweep?")
+
+
+def real_vs_real(real: Any, metrics: Sequence[str], n: int, weights: Any, device: str, cache: Path | None = None) -> dict[str, Any]:
+    """The metrics between two disjoint real subsets at the generated count: computed once per real set."""
+    from ..metrics import get_metrics, real_baseline, real_features, resolve_device
+
+    key = config_hash({"real": real.fingerprint, "n_real": len(real), "n": n, "metrics": list(metrics), "weights": weights.sha256})
+    path = cache / f"baseline-{key}.json" if cache is not None else None
+    if path is not None and path.exists():
+        return json.loads(path.read_text())
+    chosen = {k: m for k, m in get_metrics(list(metrics)).items() if m.needs_real}
+    if len(real) < 4:
+        return {}
+    features, _ = real_features(real, weights, resolve_device(device))
+    out = {name: {"value": float(v["value"]), "std": v.get("std"), "n_held_out": v.get("n_real_held_out"), "n_real": v.get("n_real")}
+           for name, v in real_baseline(features, chosen, n, 0).items() if "value" in v}
+    if path is not None:
+        write_json(path, out)
+    return out
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    metrics: Sequence[str],
+    eval_n: int | None,
+    eval_seeds: int,
+    max_real: int | None,
+    device: str,
+    cache: Path | None = None,
+    weights: Any = None,
+) -> dict[str, Any]:
+    """Metrics of one checkpoint against its training data's full real set, over `eval_seeds` generation seeds; cached."""
+    from ..checkpoint import read_config
+    from ..metrics import evaluate, inception_weights, real_images_for
+
+    weights = weights or inception_weights()
+    config = read_config(checkpoint)
+    real = real_images_for(config, max_images=max_real)
+    key = config_hash({"checkpoint": str(checkpoint), "weights": config_hash(json.loads((checkpoint / "config.json").read_text())),
+                       "metrics": list(metrics), "n": eval_n, "seeds": eval_seeds, "real": real.fingerprint, "n_real": len(real)})
+    if cache is not None and (cache / f"{key}.json").exists():
+        return json.loads((cache / f"{key}.json").read_text())
+    reports = [evaluate(checkpoint, real, metrics=list(metrics), n=eval_n, seed=s, device=device, weights=weights) for s in range(eval_seeds)]
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "real": reports[0]["real"], "metrics": {},
+                              "baseline": real_vs_real(real, metrics, reports[0]["n_fake"], weights, device, cache)}
+    for name in metrics:
+        values = [float(r["metrics"][name]["value"]) for r in reports if "value" in r["metrics"][name]]
+        first = reports[0]["metrics"][name]
+        result["metrics"][name] = {**summarize(values), "values": values, "metric_std": first.get("std"),
+                                   "n_fake": first.get("n_fake"), "n_real": first.get("n_real"), "seeds": eval_seeds}
+    if cache is not None:
+        write_json(cache / f"{key}.json", result)
+    return result
+
+
+def sample_grid(checkpoint: Path, path: Path, seed: int = 0) -> Path:
+    """The fixed-noise grid of a checkpoint (same noise for every row, so grids are comparable)."""
+    import torchvision.utils
+
+    from ..checkpoint import load_gan
+    from ..data import to_uint8
+    from ..generate import write_png
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        images = to_uint8(load_gan(checkpoint).sample(GRID_SAMPLES, seed=seed))
+        write_png(path, torchvision.utils.make_grid(images, nrow=8, padding=2))
+    return path
+
+
+def sweep(
+    base: str | Path | Mapping[str, Any] | None,
+    vary: Mapping[str, Sequence[Any]],
+    out: str | Path,
+    mode: str = "one-at-a-time",
+    metrics: Sequence[str] = ("fid", "kid"),
+    eval_n: int | None = None,
+    eval_seeds: int = 1,
+    max_real: int | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Train every setting, score it, and write results.csv, results.json, report.md, plots and grids to `out`."""
+    from ..metrics import get_metrics, inception_weights
+
+    get_metrics(list(metrics))
+    weights = inception_weights()
+    if eval_seeds < 1:
+        raise GanzooError(f"eval seeds must be >= 1, got {eval_seeds}")
+    base_values = {k: v for k, v in load_base(base).items() if k not in ("out", "resume")}
+    if device != "auto":
+        base_values["device"] = device
+    runs, rows = plan(base_values, vary, mode)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "base.toml").write_text(toml_text(explicit(base_values)), encoding="utf-8")
+    checkpoints = {}
+    for i, run in enumerate(runs, 1):
+        logger.info("sweep: run %d/%d %s", i, len(runs), run.name)
+        checkpoints[run.name] = train_run(run, out / "runs")
+    for row in rows:
+        run_dir = out / "runs" / row.run
+        checkpoint = epoch_checkpoint(run_dir, row.epoch) if row.epoch is not None else checkpoints[row.run]
+        row.result = evaluate_checkpoint(checkpoint, metrics, eval_n, eval_seeds, max_real, device, out / "evals", weights)
+        row.result["grid"] = sample_grid(checkpoint, out / "grids" / f"{row.key}.png").relative_to(out).as_posix()
+    vary_args = [f"{k}={','.join(str(v) for v in values)}" for k, values in vary.items()]
+    command = ["ganzoo", "sweep", "--config", str(out / "base.toml")] + [a for v in vary_args for a in ("--vary", v)]
+    command += ["--mode", mode, "--metrics", ",".join(metrics), "--eval-seeds", str(eval_seeds), "--out", str(out)]
+    command += (["--eval-n", str(eval_n)] if eval_n else []) + (["--max-real", str(max_real)] if max_real else [])
+    results = {
+        "base": explicit(base_values),
+        "vary": {k: list(v) for k, v in vary.items()},
+        "mode": mode,
+        "metrics": list(metrics),
+        "eval_n": eval_n,
+        "eval_seeds": eval_seeds,
+        "command": shlex.join(command),
+        "runs": {r.name: {"config": explicit(r.config), "checkpoint": str(checkpoints[r.name]),
+                          "train_command": train_command({**r.config, "out": str(out / "runs" / r.name)})} for r in runs},
+        "rows": [{"table": r.table, "setting": r.setting, "run": r.run, "epoch": r.epoch, **r.result} for r in rows],
+    }
+    write_json(out / "results.json", results)
+    write_csv(out / "results.csv", [_flat(r, metrics) for r in results["rows"]])
+    plots = _plots(results, out)
+    (out / "report.md").write_text(sweep_markdown(results, plots), encoding="utf-8")
+    return results
+
+
+def _flat(row: Mapping[str, Any], metrics: Sequence[str]) -> dict[str, Any]:
+    flat: dict[str, Any] = {"table": row["table"], **{f"param_{k}": v for k, v in row["setting"].items()}, "run": row["run"], "epoch": row["epoch"]}
+    for name in metrics:
+        m = row["metrics"][name]
+        flat |= {name: m["mean"], f"{name}_std_over_seeds": m["std"], f"{name}_metric_std": m["metric_std"], f"{name}_seeds": m["seeds"],
+                 f"{name}_n_fake": m["n_fake"], f"{name}_n_real": m["n_real"]}
+        if name in row["baseline"]:
+            flat[f"{name}_real_vs_real"] = row["baseline"][name]["value"]
+    return flat
+
+
+def _plots(results: Mapping[str, Any], out: Path) -> dict[str, list[str]]:
+    """One PNG per (table, metric) in one-at-a-time mode; per (first parameter, metric) otherwise."""
+    plots: dict[str, list[str]] = {}
+    for table in dict.fromkeys(r["table"] for r in results["rows"]):
+        rows = [r for r in results["rows"] if r["table"] == table]
+        for param in rows[0]["setting"] if table == "grid" else [table]:
+            fixed = {k: v for k, v in rows[0]["setting"].items() if k != param}
+            line = [r for r in rows if all(r["setting"][k] == v for k, v in fixed.items())]
+            xs = [r["setting"][param] for r in line]
+            where = "".join(f", {k}={v}" for k, v in fixed.items())
+            for name in results["metrics"]:
+                ys = [r["metrics"][name]["mean"] for r in line]
+                spread = [r["metrics"][name]["std"] if r["metrics"][name]["seeds"] > 1 else (r["metrics"][name]["metric_std"] or 0.0) for r in line]
+                path = line_plot(out / "plots" / f"{param}-{name}.png", xs, ys, spread, f"{name} vs {param}{where}", param, name)
+                plots.setdefault(table, []).append(path.relative_to(out).as_posix())
+    return plots
+
+
+def sweep_markdown(results: Mapping[str, Any], plots: Mapping[str, list[str]]) -> str:
+    """One table per varied parameter (the study's Tables 1-4), plots, grids and commands."""
+    metrics = results["metrics"]
+    k = results["eval_seeds"]
+    lines = ["# Sweep report", "", f"Base configuration: `{json.dumps(results['base'], sort_keys=True)}`", ""]
+    first = results["rows"][0]
+    counts = ", ".join(f"{m}: {first['metrics'][m]['n_fake']} generated vs {first['metrics'][m]['n_real']} real" for m in metrics)
+    lines += [f"Sample counts: {counts}. " + (f"Values are mean ± std over {k} generation seeds." if k > 1 else
+              "One generation seed; ± is KID's spread over its subsets (FID has none).")]
+    if "fid" in metrics and min(first["metrics"]["fid"]["n_fake"] or 0, first["metrics"]["fid"]["n_real"] or 0) < 2048:
+        lines += ["", "FID from fewer than 2048 images per side is biased upwards and depends on the sample count: compare rows "
+                  "only at equal counts, read KID next to it, and see the real-vs-real column (two disjoint real subsets at the same counts)."]
+    for table in dict.fromkeys(r["table"] for r in results["rows"]):
+        rows = [r for r in results["rows"] if r["table"] == table]
+        params = list(rows[0]["setting"])
+        header = [*params] + [c for m in metrics for c in (m, f"{m} real-vs-real")] + ["samples"]
+        body = []
+        for r in rows:
+            cells: list[Any] = [r["setting"][p] for p in params]
+            for m in metrics:
+                v = r["metrics"][m]
+                spread = v["std"] if v["seeds"] > 1 else v["metric_std"]
+                cells.append(fmt(v["mean"]) + (f" ± {fmt(spread)}" if spread else ""))
+                cells.append(fmt(r["baseline"].get(m, {}).get("value")))
+            cells.append(f"[grid]({r['grid']})")
+            body.append(cells)
+        lines += ["", f"## {table}" + (" (one run, scored at each epoch)" if table == "epochs" else ""), "", markdown_table(header, body), ""]
+        lines += [f"![{p}]({p})" for p in plots.get(table, [])]
+    lines += ["", "## Reproduce", "", "```sh", results["command"], "```", "", "Each run alone:", "", "```sh"]
+    lines += [r["train_command"] for r in results["runs"].values()]
+    lines += ["```", ""]
+    return "\n".join(lines)

