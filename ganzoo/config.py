@@ -55,6 +55,10 @@ class TrainConfig:
     out: str | None = None
     resume: str | None = None
     on_nan: str = "stop"
+    precision: str = "fp32"
+    channels_last: bool | None = None
+    fused: bool | None = None
+    cuda_graphs: bool | None = None
 
     def __post_init__(self) -> None:
         self.validate()

@@ -29,7 +29,7 @@ import torch
 import torchvision.utils
 from torch import nn
 
-from . import __version__
+from . import __version__, distributed
 from .augment import AugmentedDiscriminator, build_augmentation
 from .card import model_card
 from .checkpoint import (
@@ -43,16 +43,19 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .config import DEFAULT_EPOCHS, TrainConfig
-from .console import console, logger, progress
+from .console import logger, progress
 from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset, to_model_input, to_uint8
 from .errors import CheckpointError, GanzooError, TrainingDiverged, TrainingInterrupted
+from .fast import PRECISIONS, FastOptions, FloatScores, GraphedStep, frozen, swap_instance_norms
 from .losses import GANLoss, build_loss
-from .models import GAN, create_gan
-from .paths import dump_json
+from .models import GAN, create_gan, has_batch_norm
 from .plugins import plugin_versions
 
 GRID_SIZE = 64
-RESUMABLE_OVERRIDES = ("epochs", "steps", "device", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every", "on_nan", "eval_every", "eval_n")
+RESUMABLE_OVERRIDES = (
+    "epochs", "steps", "device", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every", "on_nan", "eval_every", "eval_n",
+    "precision", "channels_last", "fused", "cuda_graphs",
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -95,23 +98,38 @@ class Trainer:
     def __init__(self, config: TrainConfig, data: ImageSet | None = None) -> None:
         self.config = config
         self.device = resolve_device(config.device)
+        self.shard = distributed.init(self.device.type) if distributed.launched_by_torchrun() else distributed.current()
+        if self.device.type == "cuda" and self.shard.world > 1:
+            self.device = torch.device("cuda", self.shard.local_rank)
+            torch.cuda.set_device(self.device)
+        if config.precision not in PRECISIONS:
+            raise GanzooError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+        self.fast = FastOptions.resolve(self.device, config.precision, config.channels_last, config.fused, config.cuda_graphs)
         seed_everything(config.seed)
         self.gan: GAN = create_gan(config.arch, res=config.res, channels=config.channels, noise_dim=config.noise_dim).to(self.device)
         self.loss: GANLoss = build_loss(config.loss_name, **self._loss_kwargs())
         self.data = data if data is not None else self._load_data()
         for message in self.loss.check_discriminator(self.gan.discriminator):
             warnings.warn(f"--loss {config.loss_name} with --arch {config.arch}: {message}", stacklevel=2)
+        self._apply_fast_options()
         self.rng = torch.Generator(self.device).manual_seed(config.seed)
         self.discriminator: nn.Module = self.gan.discriminator
         if config.augment:
             transform = build_augmentation(config.augment)
             self.discriminator = AugmentedDiscriminator(self.gan.discriminator, transform, self.rng)
+        if self.fast.precision != "fp32":
+            self.discriminator = FloatScores(self.discriminator)
         if config.ema:
             self.gan.generator_ema = copy.deepcopy(self.gan.generator).requires_grad_(False)
         lr = config.lr or self.loss.optimizer_defaults["lr"]
         betas = tuple(config.betas or self.loss.optimizer_defaults["betas"])
-        self.opt_g = torch.optim.Adam(self.gan.generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.gan.discriminator.parameters(), lr=lr, betas=betas)
+        adam: dict[str, Any] = {"fused": True} if self.fast.fused and self.device.type == "cuda" else {}
+        self._graphs_wanted = self.fast.cuda_graphs and config.on_nan != "skip" and self.shard.world == 1
+        if self._graphs_wanted:
+            adam["capturable"] = True
+        self.opt_g = torch.optim.Adam(self.gan.generator.parameters(), lr=lr, betas=betas, **adam)
+        self.opt_d = torch.optim.Adam(self.gan.discriminator.parameters(), lr=lr, betas=betas, **adam)
+        self._graphed: GraphedStep | None = None
         self.step = 0
         self.nan_skips = 0
         self.best_fid: float | None = None
@@ -123,10 +141,26 @@ class Trainer:
         self.batch_size = min(config.batch_size, len(self.data))
         if self.batch_size < config.batch_size:
             logger.warning("batch size %d > %d images: using batch size %d", config.batch_size, len(self.data), self.batch_size)
+        if self.batch_size % self.shard.world:
+            raise GanzooError(f"batch size {self.batch_size} is not divisible by the {self.shard.world} processes")
         self.real = self.data.images.to(self.device)
         self.mean_std = self.data.mean_std() if config.normalize == "torch" else (0.5, 0.5)
         self.out = Path(config.out or default_run_dir(config))
         self._epoch_order: tuple[int, torch.Tensor] | None = None
+
+    def _apply_fast_options(self) -> None:
+        """Layout, kernels and process-group changes that leave the state_dict's keys alone."""
+        if self.shard.world > 1:
+            distributed.globalize_batch_norms(self.gan)
+            distributed.broadcast_module(self.gan)
+        if self.fast.fused:
+            swap_instance_norms(self.gan.discriminator)
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = True
+            if hasattr(self.loss, "joint_pass") and not has_batch_norm(self.gan.discriminator) and not self.config.augment:
+                self.loss.joint_pass = True
+        if self.fast.channels_last:
+            self.gan.to(memory_format=torch.channels_last)
 
     def _load_data(self) -> ImageSet:
         c = self.config
@@ -175,7 +209,16 @@ class Trainer:
         return z
 
     def real_batch(self, batch_number: int) -> torch.Tensor:
-        return to_model_input(self.real[self.batch_indices(batch_number)], self.gan.channels, self.config.normalize, self.mean_std)
+        """This process's share of the `batch_number`-th real batch, as model input."""
+        return self._model_input(self.shard.slice(self.batch_indices(batch_number)))
+
+    def _model_input(self, indices: torch.Tensor) -> torch.Tensor:
+        x = to_model_input(self.real[indices], self.gan.channels, self.config.normalize, self.mean_std)
+        return x.contiguous(memory_format=self.fast.memory_format())
+
+    def _noise_share(self) -> torch.Tensor:
+        """Noise for the global batch (so the draws match one process), this rank's rows."""
+        return self.shard.slice(self.noise(self.batch_size))
 
     # -- the loop ---------------------------------------------------------------------
     def training_step(self) -> dict[str, torch.Tensor] | None:
@@ -184,29 +227,56 @@ class Trainer:
         With `on_nan="skip"` an update whose loss is not finite is skipped (and counted) and
         None is returned; otherwise non-finite values are caught by the caller.
         """
-        G, D = self.gan.generator, self.discriminator
         n_critic = self.loss.n_critic
-        skipped = False
-        for k in range(n_critic):
-            real = self.real_batch(self.step * n_critic + k)
-            with torch.no_grad():
-                fake = G(self.noise(real.shape[0]))
-            d_loss, parts = self.loss.discriminator_loss(D, real, fake, self.rng)
-            skipped |= self._update(self.opt_d, d_loss)
-        D.requires_grad_(False)
-        try:
-            g_loss = self.loss.generator_loss(D, G(self.noise(self.batch_size)))
-            skipped |= self._update(self.opt_g, g_loss)
-        finally:
-            D.requires_grad_(True)
-        if self.gan.generator_ema is not None:
-            self.update_ema()
+        if self._graphs_wanted:
+            return self._graphed_step()
+        losses, skipped = self._iteration(lambda k: self.real_batch(self.step * n_critic + k))
         self.step += 1
         if skipped:
             self.nan_skips += 1
             logger.warning("non-finite loss at step %d: update skipped (--on-nan skip)", self.step)
             return None
-        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **parts}
+        return losses
+
+    def _iteration(self, real_for: Any) -> tuple[dict[str, torch.Tensor], bool]:
+        """The updates of one step, without host synchronisation unless `on_nan` is skip."""
+        G, D = self.gan.generator, self.discriminator
+        autocast = self.fast.autocast
+        skipped = False
+        for k in range(self.loss.n_critic):
+            real = real_for(k)
+            with torch.no_grad(), autocast(self.device):
+                fake = G(self._noise_share())
+            with autocast(self.device):
+                d_loss, parts = self.loss.discriminator_loss(D, real, fake, self.rng)
+            skipped |= self._update(self.opt_d, d_loss)
+        with frozen(D):
+            with autocast(self.device):
+                g_loss = self.loss.generator_loss(D, G(self._noise_share()))
+            skipped |= self._update(self.opt_g, g_loss)
+        if self.gan.generator_ema is not None:
+            self.update_ema()
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **parts}, skipped
+
+    def _graphed_step(self) -> dict[str, torch.Tensor]:
+        """One step through a CUDA graph; a capture that fails falls back to eager steps for good."""
+        n_critic = self.loss.n_critic
+        indices = torch.stack([self.batch_indices(self.step * n_critic + k) for k in range(n_critic)])
+        if self._graphed is None:
+            static = torch.empty_like(indices)
+            self._graphed = GraphedStep(lambda idx: self._iteration(lambda k: self._model_input(idx[k]))[0], static, [self.rng])
+        try:
+            losses = self._graphed(indices)
+        except Exception as error:  # capture is best effort: any failure means eager from here on
+            logger.warning("CUDA graph capture failed (%s: %s); continuing without CUDA graphs", type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+            torch.cuda.synchronize(self.device)
+            self._graphs_wanted = False
+            self._graphed = None
+            for opt in (self.opt_g, self.opt_d):
+                opt.zero_grad(set_to_none=True)
+            return self.training_step()
+        self.step += 1
+        return losses
 
     def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
         """One optimizer step; True when it was skipped for a non-finite loss."""
@@ -214,6 +284,8 @@ class Trainer:
             return True
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.shard.world > 1:
+            distributed.average_gradients((p for group in optimizer.param_groups for p in group["params"]), self.shard.world)
         optimizer.step()
         return False
 
@@ -232,12 +304,15 @@ class Trainer:
         SIGINT/SIGTERM finish the current step, write a checkpoint and stop.
         """
         c = self.config
-        prepare_output_dir(self.out)
+        main = self.shard.is_main
+        if main:
+            prepare_output_dir(self.out)
         total = self.total_steps
         window = LossWindow()
         last_checkpoint: Path | None = None
         logger.info("training %s (%s loss) on %d images for %d steps (%d per epoch) -> %s", c.arch, c.loss_name, len(self.data), total, self.steps_per_epoch, self.out)
-        with progress() as bar, open(self.out / "log.jsonl", "a") as log, self._stop_on_signals():
+        log_path = self.out / "log.jsonl" if main else Path(os.devnull)
+        with progress() as bar, open(log_path, "a") as log, self._stop_on_signals():
             task = bar.add_task("training", total=total, completed=self.step)
             while self.step < total:
                 window.add(self.training_step(), self.batch_size * self.loss.n_critic)
@@ -252,9 +327,9 @@ class Trainer:
                     log.flush()
                     bar.update(task, description=f"epoch {self.epoch} d {record.get('d_loss', math.nan):.3f} g {record.get('g_loss', math.nan):.3f} {record['images_per_s']:.0f} img/s")
                 bar.update(task, completed=self.step)
-                if finished or (epoch_done and c.sample_every and self.epoch % c.sample_every == 0):
+                if main and (finished or (epoch_done and c.sample_every and self.epoch % c.sample_every == 0)):
                     self.save_grid(self.out / "samples" / f"step-{self.step:08d}.png")
-                if c.eval_every and (finished or (epoch_done and self.epoch % c.eval_every == 0)):
+                if main and c.eval_every and (finished or (epoch_done and self.epoch % c.eval_every == 0)):
                     self.evaluate(log)
                 if finished or (epoch_done and c.checkpoint_every and self.epoch % c.checkpoint_every == 0):
                     last_checkpoint = self.save()
@@ -332,6 +407,8 @@ class Trainer:
                 )
         periodic = directory is None
         directory = directory or self.out / "checkpoints" / f"step-{self.step:08d}"
+        if not self.shard.is_main:
+            return directory
         tensors, state = self.trainer_state()
         config = {**self.checkpoint_config(), **({"metrics": metrics} if metrics else {})}
         card_extra = {"metrics": metrics} if metrics else None
@@ -409,8 +486,9 @@ class Trainer:
         tensors = read_tensors(checkpoint / STATE_TENSORS_FILE)
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             saved = state[name]
+            params = [p for group in opt.param_groups for p in group["params"]]
             opt_state = {
-                int(pid): {key: tensors.pop(f"{name}.{pid}.{key}").to(self.device) for key in keys}
+                int(pid): {key: like_param(tensors.pop(f"{name}.{pid}.{key}").to(self.device), params[int(pid)]) for key in keys}
                 for pid, keys in saved["state_keys"].items()
             }
             opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
@@ -428,6 +506,13 @@ class Trainer:
         if tensors:
             raise CheckpointError(f"{checkpoint}: unexpected trainer-state tensors {sorted(tensors)[:3]}")
         self.step = int(state["step"])
+
+
+def like_param(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """Optimizer state in its parameter's memory layout (fused Adam wants them alike)."""
+    if value.shape != param.shape:
+        return value
+    return torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 class LossWindow:
@@ -547,4 +632,8 @@ def train(config: TrainConfig | dict[str, Any]) -> Path:
     if checkpoint is not None:
         trainer.load_state(checkpoint)
         logger.info("resumed from %s at step %d", checkpoint, trainer.step)
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.shard.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

@@ -317,7 +317,7 @@ def test_torch_fidelity_file_in_torch_hub_is_used(inception_file: Path, monkeypa
     hub_file = M._fidelity_hub_file()
     hub_file.parent.mkdir(parents=True)
     torch.save(state, hub_file)
-    monkeypatch.setattr(M, "FIDELITY_SHA256_PREFIX", M._sha256(hub_file)[:8])
+    monkeypatch.setattr(M, "FIDELITY_SHA256_PREFIX", M.file_sha256(hub_file)[:8])
     found = M.inception_weights(classifier=True)
     assert found.source == "torch-fidelity" and found.classifier
     assert found.path.parent == M.cache_dir("inception")

@@ -18,7 +18,7 @@ CXR = REPO.parent / "shared" / "data" / "cxr"
 
 SCALES = {
     "cpu": {"epochs": 2, "epochs_curve": [1, 2, 4], "images": [100, 200, 400], "eval_n": 64, "max_real": 128, "batch": 32,
-            "gen_seeds": 2, "cls_seeds": 2, "cls_epochs": 2, "cls_res": 64, "cls_model": "resnet18", "device": "cpu", "metrics": ("kid",)},
+            "gen_seeds": 2, "cls_seeds": 2, "cls_epochs": 2, "cls_res": 64, "cls_model": "resnet18", "device": "cpu", "metrics": ("fid", "kid")},
     "full": {"epochs": 50, "epochs_curve": [50, 100, 300, 500, 700], "images": [100, 200, 426], "eval_n": 1000, "max_real": None, "batch": 128,
              "gen_seeds": 5, "cls_seeds": 5, "cls_epochs": 20, "cls_res": 128, "cls_model": "densenet161", "device": "auto", "metrics": ("fid", "kid")},
 }
