@@ -7,6 +7,7 @@ crash leaves either the old checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -187,7 +188,7 @@ def load_gan(path: str | Path, device: str | torch.device = "cpu") -> GAN:
     gan = create_gan(config["architecture"], **_model_kwargs(config["model_args"]))
     components = config.get("components", ["generator", "discriminator"])
     if "generator_ema" in components:
-        gan.generator_ema = _copy_module(gan.generator)
+        gan.generator_ema = copy.deepcopy(gan.generator)
     expected = gan_tensors(gan, components)
     tensors = read_tensors(path / WEIGHTS_FILE, expected)
     missing = sorted(set(expected) - set(tensors))
@@ -210,9 +211,3 @@ def load_gan(path: str | Path, device: str | torch.device = "cpu") -> GAN:
 def _model_kwargs(model_args: dict[str, Any]) -> dict[str, Any]:
     args = dict(model_args)
     return {"res": args.pop("resolution"), **args}
-
-
-def _copy_module(module: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(module)

@@ -35,30 +35,34 @@ def test_run_directory_loads_its_last_checkpoint(checkpoint):
     assert torch.equal(ganzoo.load(str(run)).sample(2), ganzoo.load(str(checkpoint)).sample(2))
 
 
-def test_missing_tensor_is_a_clear_error(checkpoint, tmp_path):
-    bad = copy_checkpoint(checkpoint, tmp_path / "bad")
-    tensors = load_file(str(bad / "model.safetensors"))
+def _drop(tensors):
     del tensors["generator.0.weight"]
-    save_file(tensors, str(bad / "model.safetensors"))
-    with pytest.raises(CheckpointError, match="missing 1 tensor.*generator.0.weight"):
-        load_gan(bad)
 
 
-def test_mismatched_shape_is_refused_before_loading(checkpoint, tmp_path):
-    bad = copy_checkpoint(checkpoint, tmp_path / "bad")
-    tensors = load_file(str(bad / "model.safetensors"))
+def _reshape(tensors):
     tensors["generator.0.weight"] = torch.zeros(3, 3)
-    save_file(tensors, str(bad / "model.safetensors"))
-    with pytest.raises(CheckpointError, match="tensor 'generator.0.weight' is F32\\[3, 3\\]"):
-        load_gan(bad)
 
 
-def test_wrong_dtype_is_refused(checkpoint, tmp_path):
+def _retype(tensors):
+    tensors["generator.0.weight"] = tensors["generator.0.weight"].double()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_drop, "missing 1 tensor.*generator.0.weight"),
+        (_reshape, "tensor 'generator.0.weight' is F32\\[3, 3\\]"),
+        (_retype, "F64"),
+    ],
+    ids=["missing", "shape", "dtype"],
+)
+def test_tensor_that_does_not_match_is_refused(checkpoint, tmp_path, edit, message):
+    """A missing tensor, a wrong shape or a wrong dtype: a clear error, checked from the header."""
     bad = copy_checkpoint(checkpoint, tmp_path / "bad")
     tensors = load_file(str(bad / "model.safetensors"))
-    tensors["generator.0.weight"] = tensors["generator.0.weight"].double()
+    edit(tensors)
     save_file(tensors, str(bad / "model.safetensors"))
-    with pytest.raises(CheckpointError, match="F64"):
+    with pytest.raises(CheckpointError, match=message):
         load_gan(bad)
 
 
