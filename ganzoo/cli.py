@@ -135,8 +135,8 @@ def train(
     resume: Annotated[Optional[str], typer.Option(help="Continue the run in this directory (or checkpoint); 'auto': the --out run if it has a checkpoint.")] = None,
     on_nan: Annotated[Optional[str], typer.Option(help="stop (default): a NaN/Inf loss ends training; skip: skip that update.")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32 (default) or bf16 (autocast convolutions; weights, losses and penalty stay fp32).")] = None,
-    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="NHWC layout. (default: on for a GPU)")] = None,
-    fused: Annotated[Optional[bool], typer.Option("--fused/--no-fused", help="Fused Adam, cudnn benchmark, fp32-statistics InstanceNorm, one critic pass on cat(real, fake). (default: on for a GPU)")] = None,
+    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="NHWC layout. (default: on)")] = None,
+    fused: Annotated[Optional[bool], typer.Option("--fused/--no-fused", help="fp32-statistics InstanceNorm, one critic pass on cat(real, fake); on a GPU also fused Adam and cudnn benchmark. (default: on)")] = None,
     cuda_graphs: Annotated[Optional[bool], typer.Option("--cuda-graphs/--no-cuda-graphs", help="Replay whole iterations as CUDA graphs, eager if capture fails. (default: on for a GPU)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML or YAML file with these options (underscores for dashes).")] = None,
 ) -> None:

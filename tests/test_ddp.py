@@ -9,7 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-ARGS = ["train", "--arch", "wgan-gp", "--images", "8", "--batch-size", "8", "--n-critic", "1", "--device", "cpu", "--checkpoint-every", "1"]
+ARGS = ["train", "--arch", "wgan-gp", "--images", "8", "--batch-size", "8", "--n-critic", "1", "--device", "cpu", "--checkpoint-every", "1", "--no-channels-last"]
+# NCHW kernels: oneDNN's channels_last convolutions round differently at batch 4 and 8, and
+# the penalty's double backward amplifies that past what this comparison of sharding allows.
 LR = 1e-4
 
 

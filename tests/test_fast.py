@@ -1,4 +1,4 @@
-"""The speed switches: off on the CPU by default, exact where they claim to be."""
+"""The speed switches: their defaults per device, exact where they claim to be."""
 
 import pytest
 import torch
@@ -18,10 +18,15 @@ def tiny(tmp_path, **kwargs):
     return TrainConfig.from_dict({**values, **kwargs})
 
 
-def test_cpu_defaults_are_the_plain_loop():
-    assert FastOptions.resolve(torch.device("cpu")) == FastOptions()
+def test_defaults_per_device():
+    cpu = FastOptions.resolve(torch.device("cpu"))
+    assert cpu == FastOptions(precision="fp32", channels_last=True, fused=True, cuda_graphs=False)
+    assert FastOptions.resolve(torch.device("cpu"), cuda_graphs=True).cuda_graphs is False
+    assert FastOptions.resolve(torch.device("cuda")).cuda_graphs
     gpu = FastOptions.resolve(torch.device("cuda"), cuda_graphs=False)
     assert gpu.channels_last and gpu.fused and not gpu.cuda_graphs and gpu.precision == "fp32"
+    plain = FastOptions.resolve(torch.device("cpu"), channels_last=False, fused=False)
+    assert plain == FastOptions()
 
 
 def test_instance_norm_matches_torch_and_keeps_layout():

@@ -1,0 +1,35 @@
+"""benchmarks/bench.py runs both loops on the same files and reports consistent numbers."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+
+
+def run_bench(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(BENCH), "--models", "dcgan-64", "--batch-size", "4", "--steps", "1", "--warmup", "1", "--device", "cpu", "--json", str(out), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "how it was run:" in done.stdout
+    return json.loads(out.read_text())
+
+
+def test_bench_times_both_loops_on_the_same_files(image_folder, tmp_path):
+    report = run_bench(tmp_path, "--data", str(image_folder), "--set", "channels_last=true")
+    (row,) = report["rows"]
+    seed, ours = row["seed_style"], row["ganzoo"]
+    assert seed["images_per_s"] > 0 and ours["images_per_s"] > 0
+    assert abs(row["ratio"] - ours["images_per_s"] / seed["images_per_s"]) < 1e-9
+    assert report["how"]["data"] == f"24 PNG files of 40x40 from --data {image_folder}"
+    assert report["how"]["ganzoo_options"]["channels_last"] is True
+
+
+def test_bench_without_baseline_and_with_synthetic_files(tmp_path):
+    report = run_bench(tmp_path, "--data", "", "--images", "6", "--source-size", "72", "--no-baseline")
+    (row,) = report["rows"]
+    assert row["seed_style"] is None and row["ratio"] is None and row["ganzoo"]["images_per_s"] > 0
+    assert report["how"]["data"] == "6 PNG files of 72x72 from synthetic phantoms"
