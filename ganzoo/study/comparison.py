@@ -133,9 +133,10 @@ def compare(
 def compare_markdown(report: Mapping[str, Any]) -> str:
     """Table 5: mean and 95% t-interval per metric, the real-vs-real floor, the grids."""
     metrics = report["metrics"]
-    header = ["model"] + [c for m in metrics for c in (f"{m} mean", f"{m} 95% CI (gen seeds)")]
+    first = " (training seed 0)" if report["train_seeds"] > 1 else ""
+    header = ["model"] + [c for m in metrics for c in (f"{m} mean{first}", f"{m} 95% CI (gen seeds){first}")]
     if report["train_seeds"] > 1:
-        header += [f"{m} 95% CI (training seeds)" for m in metrics]
+        header += [f"{m} mean [95% CI] over training seeds" for m in metrics]
     rows = []
     for name, entry in report["models"].items():
         cells: list[Any] = [name]
