@@ -172,7 +172,7 @@ def main() -> None:
     device = torch.device(args.device)
     options: dict[str, Any] = {"precision": args.precision}
     if args.no_fast:
-        options.update(channels_last=False, fused=False, cuda_graphs=False)
+        options.update(channels_last=False, fused=False, cuda_graphs=False, micro_batch=0)
     for setting in args.settings:
         key, sep, value = setting.partition("=")
         if not sep:

@@ -136,8 +136,9 @@ def train(
     on_nan: Annotated[Optional[str], typer.Option(help="stop (default): a NaN/Inf loss ends training; skip: skip that update.")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32 (default) or bf16 (autocast convolutions; weights, losses and penalty stay fp32).")] = None,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="NHWC layout. (default: on)")] = None,
-    fused: Annotated[Optional[bool], typer.Option("--fused/--no-fused", help="fp32-statistics InstanceNorm, one critic pass on cat(real, fake); on a GPU also fused Adam and cudnn benchmark. (default: on)")] = None,
+    fused: Annotated[Optional[bool], typer.Option("--fused/--no-fused", help="fp32-statistics InstanceNorm, one critic pass on cat(real, fake); on a GPU also fused Adam, cudnn benchmark and the first convolution as a matrix product. (default: on)")] = None,
     cuda_graphs: Annotated[Optional[bool], typer.Option("--cuda-graphs/--no-cuda-graphs", help="Replay whole iterations as CUDA graphs, eager if capture fails. (default: on for a GPU)")] = None,
+    micro_batch: Annotated[Optional[int], typer.Option(help="Critic steps in chunks of N images with gradients summed, where critic and loss are per-sample; 0: off. (default: 32 on the CPU, off on a GPU)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML or YAML file with these options (underscores for dashes).")] = None,
 ) -> None:
     """Train a GAN. Every option can also come from --config; flags override the file."""

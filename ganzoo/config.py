@@ -59,6 +59,7 @@ class TrainConfig:
     channels_last: bool | None = None
     fused: bool | None = None
     cuda_graphs: bool | None = None
+    micro_batch: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -103,6 +104,7 @@ class TrainConfig:
             (self.eval_every is None or self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
             (self.eval_n is None or self.eval_n >= 2, f"eval_n must be >= 2, got {self.eval_n}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+            (self.micro_batch is None or self.micro_batch >= 0, f"micro_batch must be >= 0 (0: off), got {self.micro_batch}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -17,6 +17,9 @@ class GANLoss:
 
     n_critic: int = 1
     optimizer_defaults: dict[str, Any] = {"lr": 2e-4, "betas": (0.5, 0.999)}
+    # True when the discriminator loss is a mean over samples of per-sample terms (no batch
+    # statistics), so the trainer may compute it in chunks and add them up, weighted by size.
+    per_sample: bool = False
 
     def loss_args(self) -> dict[str, Any]:
         """The options that rebuild this loss (saved in config.json)."""
@@ -27,6 +30,16 @@ class GANLoss:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The discriminator's loss and named parts to log (detached tensors)."""
         raise NotImplementedError
+
+    def discriminator_terms(
+        self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """The discriminator's loss as terms that add up to it, with their parts to log.
+
+        The trainer backwards each term before it asks for the next, so the terms' graphs are
+        never in memory together. Override it to split a loss; by default it is one term.
+        """
+        yield self.discriminator_loss(discriminator, real, fake, rng)
 
     def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -46,7 +46,7 @@ from .config import DEFAULT_EPOCHS, TrainConfig
 from .console import logger, progress
 from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset, to_model_input, to_uint8
 from .errors import CheckpointError, GanzooError, TrainingDiverged, TrainingInterrupted
-from .fast import PRECISIONS, FastOptions, FloatScores, GraphedStep, frozen, swap_instance_norms
+from .fast import PRECISIONS, FastOptions, FloatScores, GraphedStep, frozen, swap_instance_norms, swap_thin_convs
 from .losses import GANLoss, build_loss
 from .models import GAN, create_gan, has_batch_norm
 from .plugins import plugin_versions
@@ -54,7 +54,7 @@ from .plugins import plugin_versions
 GRID_SIZE = 64
 RESUMABLE_OVERRIDES = (
     "epochs", "steps", "device", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every", "on_nan", "eval_every", "eval_n",
-    "precision", "channels_last", "fused", "cuda_graphs",
+    "precision", "channels_last", "fused", "cuda_graphs", "micro_batch",
 )
 
 
@@ -104,7 +104,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         if config.precision not in PRECISIONS:
             raise GanzooError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
-        self.fast = FastOptions.resolve(self.device, config.precision, config.channels_last, config.fused, config.cuda_graphs)
+        self.fast = FastOptions.resolve(self.device, config.precision, config.channels_last, config.fused, config.cuda_graphs, config.micro_batch)
         seed_everything(config.seed)
         self.gan: GAN = create_gan(config.arch, res=config.res, channels=config.channels, noise_dim=config.noise_dim).to(self.device)
         self.loss: GANLoss = build_loss(config.loss_name, **self._loss_kwargs())
@@ -148,6 +148,11 @@ class Trainer:
         self.out = Path(config.out or default_run_dir(config))
         self._epoch_order: tuple[int, torch.Tensor] | None = None
 
+    @property
+    def _per_sample_critic(self) -> bool:
+        """No sample's score depends on another's: no BatchNorm, no batch-wise augmentation."""
+        return not has_batch_norm(self.gan.discriminator) and not self.config.augment
+
     def _apply_fast_options(self) -> None:
         """Layout, kernels and process-group changes that leave the state_dict's keys alone."""
         if self.shard.world > 1:
@@ -157,7 +162,8 @@ class Trainer:
             swap_instance_norms(self.gan.discriminator)
             if self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True
-            if hasattr(self.loss, "joint_pass") and not has_batch_norm(self.gan.discriminator) and not self.config.augment:
+                swap_thin_convs(self.gan.discriminator)
+            if hasattr(self.loss, "joint_pass") and self._per_sample_critic:
                 self.loss.joint_pass = True
         if self.fast.channels_last:
             self.gan.to(memory_format=torch.channels_last)
@@ -241,22 +247,61 @@ class Trainer:
     def _iteration(self, real_for: Any) -> tuple[dict[str, torch.Tensor], bool]:
         """The updates of one step, without host synchronisation unless `on_nan` is skip."""
         G, D = self.gan.generator, self.discriminator
-        autocast = self.fast.autocast
         skipped = False
         for k in range(self.loss.n_critic):
             real = real_for(k)
-            with torch.no_grad(), autocast(self.device):
+            with torch.no_grad(), self.fast.autocast(self.device):
                 fake = G(self._noise_share())
-            with autocast(self.device):
-                d_loss, parts = self.loss.discriminator_loss(D, real, fake, self.rng)
-            skipped |= self._update(self.opt_d, d_loss)
+            d_loss, parts, skip = self._update(self.opt_d, self._discriminator_terms(D, real, fake))
+            skipped |= skip
         with frozen(D):
-            with autocast(self.device):
-                g_loss = self.loss.generator_loss(D, G(self._noise_share()))
-            skipped |= self._update(self.opt_g, g_loss)
+            g_loss, _, skip = self._update(self.opt_g, self._generator_terms(G, D))
+            skipped |= skip
         if self.gan.generator_ema is not None:
             self.update_ema()
-        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **parts}, skipped
+        return {"d_loss": d_loss, "g_loss": g_loss, **parts}, skipped
+
+    def _discriminator_terms(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """The loss's terms, in chunks of `micro_batch` images (each weighted by its share of the
+        batch) where both the critic and the loss are per-sample."""
+        chunks = real.shape[0] // self.fast.micro_batch if self.fast.micro_batch else 1
+        if chunks < 2 or not (self.loss.per_sample and self._per_sample_critic):
+            yield from self.loss.discriminator_terms(D, real, fake, self.rng)
+            return
+        for real_chunk, fake_chunk in zip(real.tensor_split(chunks), fake.tensor_split(chunks)):
+            share = real_chunk.shape[0] / real.shape[0]
+            for term, parts in self.loss.discriminator_terms(D, real_chunk, fake_chunk, self.rng):
+                yield term * share, {name: value * share for name, value in parts.items()}
+
+    def _generator_terms(self, G: nn.Module, D: nn.Module) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        yield self.loss.generator_loss(D, G(self._noise_share())), {}
+
+    def _update(self, optimizer: torch.optim.Optimizer, terms: Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[torch.Tensor, dict[str, torch.Tensor], bool]:
+        """One optimizer step on a loss given as terms, each built under autocast and backwarded
+        before the next; returns the detached loss, its parts and whether a non-finite term
+        made `on_nan="skip"` skip the update."""
+        optimizer.zero_grad(set_to_none=True)
+        total: torch.Tensor | None = None
+        parts: dict[str, torch.Tensor] = {}
+        while True:
+            with self.fast.autocast(self.device):
+                term = next(terms, None)
+            if term is None:
+                break
+            loss, term_parts = term
+            if self.config.on_nan == "skip" and not bool(torch.isfinite(loss)):
+                optimizer.zero_grad(set_to_none=True)
+                return loss.detach(), parts, True
+            loss.backward()
+            total = loss.detach() if total is None else total + loss.detach()
+            for name, value in term_parts.items():
+                parts[name] = parts[name] + value if name in parts else value
+        if total is None:
+            raise GanzooError(f"loss {self.config.loss_name!r} yielded no terms to train on")
+        if self.shard.world > 1:
+            distributed.average_gradients((p for group in optimizer.param_groups for p in group["params"]), self.shard.world)
+        optimizer.step()
+        return total, parts, False
 
     def _graphed_step(self) -> dict[str, torch.Tensor]:
         """One step through a CUDA graph; a capture that fails falls back to eager steps for good."""
@@ -277,17 +322,6 @@ class Trainer:
             return self.training_step()
         self.step += 1
         return losses
-
-    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
-        """One optimizer step; True when it was skipped for a non-finite loss."""
-        if self.config.on_nan == "skip" and not bool(torch.isfinite(loss)):
-            return True
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.shard.world > 1:
-            distributed.average_gradients((p for group in optimizer.param_groups for p in group["params"]), self.shard.world)
-        optimizer.step()
-        return False
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -33,3 +33,12 @@ def test_bench_without_baseline_and_with_synthetic_files(tmp_path):
     (row,) = report["rows"]
     assert row["seed_style"] is None and row["ratio"] is None and row["ganzoo"]["images_per_s"] > 0
     assert report["how"]["data"] == "6 PNG files of 72x72 from synthetic phantoms"
+
+
+def test_profile_step_prints_the_time_per_step_and_the_op_table():
+    script = BENCH.parent / "profile_step.py"
+    cmd = [sys.executable, str(script), "--models", "wgan-gp-64", "--batch-size", "2", "--device", "cpu", "--rows", "5"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "== wgan-gp-64 fp32 batch 2 on cpu: graphed nan ms/step, eager" in done.stdout
+    assert "aten::" in done.stdout and "Self CPU time total" in done.stdout

@@ -35,6 +35,7 @@ class BCELoss(GANLoss):
     """The original GAN loss on logits, with the non-saturating generator loss."""
 
     optimizer_defaults: dict[str, Any] = {"lr": 2e-4, "betas": (0.5, 0.999)}
+    per_sample = True
 
     def __init__(self, n_critic: int = 1) -> None:
         self.n_critic = n_critic
