@@ -111,6 +111,9 @@ class Trainer:
         self.data = data if data is not None else self._load_data()
         for message in self.loss.check_discriminator(self.gan.discriminator):
             warnings.warn(f"--loss {config.loss_name} with --arch {config.arch}: {message}", stacklevel=2)
+        # No sample's score depends on another's (no BatchNorm, no augmentation): the critic may
+        # see real and fake in one pass, and a batch in chunks.
+        self.per_sample_critic = not has_batch_norm(self.gan.discriminator) and not config.augment
         self._apply_fast_options()
         self.rng = torch.Generator(self.device).manual_seed(config.seed)
         self.discriminator: nn.Module = self.gan.discriminator
@@ -148,11 +151,6 @@ class Trainer:
         self.out = Path(config.out or default_run_dir(config))
         self._epoch_order: tuple[int, torch.Tensor] | None = None
 
-    @property
-    def _per_sample_critic(self) -> bool:
-        """No sample's score depends on another's: no BatchNorm, no batch-wise augmentation."""
-        return not has_batch_norm(self.gan.discriminator) and not self.config.augment
-
     def _apply_fast_options(self) -> None:
         """Layout, kernels and process-group changes that leave the state_dict's keys alone."""
         if self.shard.world > 1:
@@ -163,7 +161,7 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True
                 swap_thin_convs(self.gan.discriminator)
-            if hasattr(self.loss, "joint_pass") and self._per_sample_critic:
+            if hasattr(self.loss, "joint_pass") and self.per_sample_critic:
                 self.loss.joint_pass = True
         if self.fast.channels_last:
             self.gan.to(memory_format=torch.channels_last)
@@ -265,7 +263,7 @@ class Trainer:
         """The loss's terms, in chunks of `micro_batch` images (each weighted by its share of the
         batch) where both the critic and the loss are per-sample."""
         chunks = real.shape[0] // self.fast.micro_batch if self.fast.micro_batch else 1
-        if chunks < 2 or not (self.loss.per_sample and self._per_sample_critic):
+        if chunks < 2 or not (self.loss.per_sample and self.per_sample_critic):
             yield from self.loss.discriminator_terms(D, real, fake, self.rng)
             return
         for real_chunk, fake_chunk in zip(real.tensor_split(chunks), fake.tensor_split(chunks)):
