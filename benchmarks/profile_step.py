@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import MODELS  # noqa: E402
+from bench import MODELS, sync, timed  # noqa: E402
 
 from ganzoo.config import TrainConfig  # noqa: E402
 from ganzoo.data import ImageSet  # noqa: E402
@@ -34,19 +33,7 @@ def trainer_for(name: str, batch: int, device: str, options: dict[str, object]) 
 
 
 def seconds_per_step(trainer: Trainer, steps: int) -> float:
-    for _ in range(5):
-        trainer.training_step()
-    sync(trainer.device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        trainer.training_step()
-    sync(trainer.device)
-    return (time.perf_counter() - start) / steps
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return timed(trainer.training_step, steps, 5, 1, trainer.device)["seconds"] / steps
 
 
 def main() -> None:
