@@ -1,30 +1,53 @@
 """ganzoo: a plugin-based GAN zoo for PyTorch, built for small medical-imaging datasets.
 
-Research use only; nothing here is meant for clinical diagnosis.
+Research use only; nothing here is meant for clinical diagnosis. Plugins import `ganzoo.api`;
+this top level is the short user-facing API.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
-from .config import TrainConfig  # noqa: E402
-from .models import GAN, create_gan  # noqa: E402
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .models import GAN
 
 
-def train(config: "TrainConfig | dict") -> Path:
+def create_gan(arch: str, res: int = 64, channels: int = 1, noise_dim: int = 100, **kwargs: Any) -> "GAN":
+    """Fresh networks of a registered architecture."""
+    from .models import create_gan as _create
+
+    return _create(arch, res=res, channels=channels, noise_dim=noise_dim, **kwargs)
+
+
+def train(config: "TrainConfig | dict[str, Any]") -> Path:
     """Train (or resume) a GAN from a TrainConfig or dict; returns the final checkpoint path."""
     from .trainer import train as _train
 
     return _train(config)
 
 
-def load(path: str, device: str = "cpu") -> GAN:
+def load(path: str | Path, device: str = "cpu") -> "GAN":
     """Load a checkpoint directory, a run directory (its last checkpoint) or a hub location (`hub:NAME`)."""
-    from .checkpoint import load_gan
+    from .hub import load_checkpoint
 
-    return load_gan(path, device=device)
+    return load_checkpoint(path, device=device)
+
+
+def __getattr__(name: str) -> Any:
+    """`ganzoo.GAN` and `ganzoo.TrainConfig` without importing torch at `import ganzoo`."""
+    if name == "GAN":
+        from .models import GAN
+
+        return GAN
+    if name == "TrainConfig":
+        from .config import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module 'ganzoo' has no attribute {name!r}")
 
 
 __all__ = ["GAN", "TrainConfig", "create_gan", "load", "train", "__version__"]

@@ -20,6 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .console import logger
 from .errors import CheckpointError
 from .models import GAN, create_gan
 from .paths import dump_json, fsync_dir
@@ -139,11 +140,9 @@ def _torch_dtype_name(dtype: str) -> str:
     return _SAFETENSORS_DTYPES.get(dtype, dtype)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, a run directory (its `last` checkpoint), or a hub location (pulled, verified)."""
-    from .hub import resolve_location
-
-    path = resolve_location(path).expanduser()
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory, or a run directory's `last` checkpoint; refuses pickle files by name."""
+    path = Path(path).expanduser()
     if path.is_file():
         if path.suffix in REFUSED_SUFFIXES:
             raise CheckpointError(
@@ -166,7 +165,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    path = resolve_checkpoint(path)
+    path = find_checkpoint(path)
     try:
         config = json.loads((path / CONFIG_FILE).read_text())
     except ValueError as error:
@@ -183,7 +182,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 def load_gan(path: str | Path, device: str | torch.device = "cpu") -> GAN:
     """Rebuild the GAN from config.json alone and load its weights strictly."""
-    path = resolve_checkpoint(path)
+    path = find_checkpoint(path)
     config = read_config(path)
     gan = create_gan(config["architecture"], **_model_kwargs(config["model_args"]))
     components = config.get("components", ["generator", "discriminator"])
@@ -211,3 +210,38 @@ def load_gan(path: str | Path, device: str | torch.device = "cpu") -> GAN:
 def _model_kwargs(model_args: dict[str, Any]) -> dict[str, Any]:
     args = dict(model_args)
     return {"res": args.pop("resolution"), **args}
+
+
+def find_resume_checkpoint(path: str | Path) -> Path:
+    """The newest complete checkpoint in a run directory (or the checkpoint itself).
+
+    A damaged or half-written checkpoint is skipped with a message, falling back to the
+    one before it.
+    """
+    path = Path(path)
+    candidates = [path] if (path / CONFIG_FILE).exists() else sorted((path / "checkpoints").glob("step-*"), reverse=True)
+    for candidate in candidates:
+        problem = checkpoint_problem(candidate)
+        if problem is None:
+            return candidate
+        logger.warning("skipping checkpoint %s: %s", candidate, problem)
+    raise CheckpointError(f"no complete checkpoint to resume in {path}")
+
+
+def checkpoint_problem(directory: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from, or None when it is complete and readable."""
+    for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_TENSORS_FILE, STATE_JSON_FILE):
+        if not (directory / name).is_file():
+            return f"{name} is missing"
+    try:
+        json.loads((directory / CONFIG_FILE).read_text())
+        json.loads((directory / STATE_JSON_FILE).read_text())
+        check_safetensors_header(directory / WEIGHTS_FILE)
+        check_safetensors_header(directory / STATE_TENSORS_FILE)
+    except (ValueError, CheckpointError) as error:
+        return str(error)
+    return None
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return any((Path(run_dir) / "checkpoints").glob("step-*")) or (Path(run_dir) / CONFIG_FILE).exists()

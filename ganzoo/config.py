@@ -52,6 +52,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int | None = None
     eval_n: int | None = None
+    eval_metric: str = "fid"
     out: str | None = None
     resume: str | None = None
     on_nan: str = "stop"

@@ -22,7 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from .console import logger, progress
 from .errors import DataError
-from .paths import cache_dir, file_sha256
+from .paths import atomic_write_text, cache_dir, dump_json, file_sha256
+from .plugins import registry
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 NORMALIZATIONS = ("none", "torch")
@@ -74,6 +75,17 @@ class ImageSet:
 
     def describe(self) -> dict:
         return {"name": self.name, "fingerprint": self.fingerprint, "images": len(self), "skipped": self.skipped}
+
+    def subset(self, indices: list[int]) -> "ImageSet":
+        """These images only; the fingerprint names the parent set and the chosen indices."""
+        digest = hashlib.sha256(json.dumps([self.fingerprint, indices]).encode()).hexdigest()[:16]
+        return ImageSet(
+            name=self.name,
+            images=self.images[indices],
+            fingerprint=digest,
+            files=[self.files[i] for i in indices] if self.files else [],
+            labels=[self.labels[i] for i in indices] if self.labels else [],
+        )
 
 
 @dataclass(frozen=True)
@@ -169,8 +181,6 @@ def load_cached(key: str) -> ImageSet | None:
 
 def store_cached(key: str, data: ImageSet) -> None:
     """Cache a decoded dataset; the tensor file is written first, the JSON last (commit)."""
-    from .paths import atomic_write_text, dump_json
-
     directory = cache_dir("datasets")
     tmp = directory / f".{key}.tmp.safetensors"
     save_file({"images": data.images.contiguous()}, str(tmp))
@@ -289,15 +299,8 @@ def to_model_input(batch: torch.Tensor, channels: int, normalize: str = "none", 
     return x.expand(-1, channels, -1, -1) if channels != x.shape[1] else x
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Generator output in [-1, 1] -> uint8 images (N, C, H, W)."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def load_dataset(name: str, options: DatasetOptions) -> ImageSet:
     """Build a registered dataset by name."""
-    from .plugins import registry
-
     spec: DatasetSpec = registry("datasets").get(name)
     if spec.needs_path and not options.path:
         raise DataError(f"dataset {name!r} needs a path: --data DIR")

@@ -34,7 +34,12 @@ def ganzoo_register_losses(register: Register) -> None:
 
 @hookspec
 def ganzoo_register_metrics(register: Register) -> None:
-    """Register metrics: `register(name, metric)`."""
+    """Register metrics: `register(name, Metric subclass instance)`."""
+
+
+@hookspec
+def ganzoo_register_feature_extractors(register: Register) -> None:
+    """Register feature spaces for metrics and the audit: `register(name, FeatureExtractor subclass instance)`."""
 
 
 @hookspec

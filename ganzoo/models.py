@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .errors import GanzooError
+from .plugins import registry
 
 VALID_CHANNELS = (1, 3)
 
@@ -22,6 +23,12 @@ class Architecture:
     resolutions: tuple[int, ...]
     default_loss: str
     description: str = ""
+    #: No sample's score depends on another's (no BatchNorm, minibatch-stddev, ...): the trainer
+    #: may score real and fake in one pass and split a critic step into micro-batches.
+    per_sample_critic: bool = False
+    #: The fast path may replace the discriminator's parameter-free InstanceNorm2d and its
+    #: thin first convolution by equivalent faster modules (same state_dict).
+    fast_layer_swaps: bool = False
 
 
 class GAN(nn.Module):
@@ -90,8 +97,6 @@ def seeded_noise(n: int, noise_dim: int, seed: int) -> torch.Tensor:
 
 
 def get_architecture(name: str) -> Architecture:
-    from .plugins import registry
-
     return registry("architectures").get(name)
 
 

@@ -25,8 +25,19 @@ REGISTRY_HOOKS = {
     "architectures": "ganzoo_register_architectures",
     "losses": "ganzoo_register_losses",
     "metrics": "ganzoo_register_metrics",
+    "features": "ganzoo_register_feature_extractors",
     "augmentations": "ganzoo_register_augmentations",
     "hubs": "ganzoo_register_hubs",
+}
+# What one entry of each registry is called in messages ("unknown loss 'x'").
+ENTRY_NOUNS = {
+    "datasets": "dataset",
+    "architectures": "architecture",
+    "losses": "loss",
+    "metrics": "metric",
+    "features": "feature extractor",
+    "augmentations": "augmentation",
+    "hubs": "hub",
 }
 
 
@@ -44,20 +55,7 @@ class PluginInfo:
 pm = pluggy.PluginManager("ganzoo")
 pm.add_hookspecs(hookspecs)
 
-datasets: Registry = Registry("dataset")
-architectures: Registry = Registry("architecture")
-losses: Registry = Registry("loss")
-metrics: Registry = Registry("metric")
-augmentations: Registry = Registry("augmentation")
-hubs: Registry = Registry("hub")
-_REGISTRIES = {
-    "datasets": datasets,
-    "architectures": architectures,
-    "losses": losses,
-    "metrics": metrics,
-    "augmentations": augmentations,
-    "hubs": hubs,
-}
+_REGISTRIES: dict[str, Registry] = {kind: Registry(ENTRY_NOUNS[kind]) for kind in REGISTRY_HOOKS}
 
 _plugins: dict[str, PluginInfo] = {}
 _loaded = False

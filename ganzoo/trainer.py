@@ -12,7 +12,6 @@ import copy
 import json
 import math
 import os
-import platform
 import random
 import shutil
 import signal
@@ -26,10 +25,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-import torchvision.utils
 from torch import nn
 
-from . import __version__, distributed
+from . import distributed
 from .augment import AugmentedDiscriminator, build_augmentation
 from .card import model_card
 from .checkpoint import (
@@ -37,59 +35,31 @@ from .checkpoint import (
     FORMAT_VERSION,
     STATE_JSON_FILE,
     STATE_TENSORS_FILE,
-    WEIGHTS_FILE,
-    check_safetensors_header,
+    find_resume_checkpoint,
+    has_checkpoint,
+    load_gan,
     read_tensors,
     write_checkpoint,
 )
 from .config import DEFAULT_EPOCHS, TrainConfig
 from .console import logger, progress
-from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset, to_model_input, to_uint8
+from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset, to_model_input
+from .evaluation import evaluate as evaluate_metrics
+from .evaluation import get_metrics
+from .images import to_uint8, write_grid
 from .errors import CheckpointError, GanzooError, TrainingDiverged, TrainingInterrupted
 from .fast import PRECISIONS, FastOptions, FloatScores, GraphedStep, frozen, swap_instance_norms, swap_thin_convs
 from .losses import GANLoss, build_loss
 from .models import GAN, create_gan, has_batch_norm
 from .plugins import plugin_versions
+from .runtime import environment_versions, resolve_device, seed_everything
+from .version import __version__
 
 GRID_SIZE = 64
 RESUMABLE_OVERRIDES = (
     "epochs", "steps", "device", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every", "on_nan", "eval_every", "eval_n",
     "precision", "channels_last", "fused", "cuda_graphs", "micro_batch",
 )
-
-
-def seed_everything(seed: int) -> None:
-    """Seed every RNG a plugin might use: torch (CPU and CUDA), numpy, python."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise GanzooError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GanzooError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
-    return device
-
-
-def environment_versions() -> dict[str, str]:
-    import cv2
-    import numpy
-    import torchvision
-
-    return {
-        "ganzoo": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "opencv": cv2.__version__,
-    }
 
 
 class Trainer:
@@ -137,9 +107,8 @@ class Trainer:
         self.nan_skips = 0
         self.best_fid: float | None = None
         if config.eval_every:
-            from .metrics import inception_weights
-
-            inception_weights()  # fail now, not after hours of training, if no weights can be had
+            for metric in get_metrics([config.eval_metric]).values():
+                metric.ready()  # fail now, not after hours of training, if the metric cannot run
         self._stop_signal: int | None = None
         self.batch_size = min(config.batch_size, len(self.data))
         if self.batch_size < config.batch_size:
@@ -404,11 +373,7 @@ class Trainer:
     @torch.no_grad()
     def save_grid(self, path: Path) -> None:
         """A fixed-noise sample grid (the same noise at every save, so grids are comparable)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        from .generate import write_png
-
-        images = self.gan.sample(GRID_SIZE, seed=self.config.seed)
-        write_png(path, torchvision.utils.make_grid(to_uint8(images), nrow=int(math.sqrt(GRID_SIZE)), padding=2))
+        write_grid(path, to_uint8(self.gan.sample(GRID_SIZE, seed=self.config.seed)))
 
     def checkpoint_config(self) -> dict[str, Any]:
         c = self.config
@@ -463,9 +428,7 @@ class Trainer:
         return directory
 
     def evaluate(self, log: Any) -> None:
-        """FID against the training images; the lowest so far is kept as `best/`."""
-        from .metrics import evaluate as evaluate_metrics
-
+        """The `eval_metric` against the training images; the best so far is kept as `best/`."""
         c = self.config
         n = c.eval_n or len(self.data)
         report = evaluate_metrics(self.gan, self.data, metrics=("fid",), n=n, seed=c.seed, device=self.device)
@@ -508,8 +471,6 @@ class Trainer:
 
     def load_state(self, checkpoint: Path) -> None:
         """Restore weights, optimizers, counters and RNG from a checkpoint for an exact resume."""
-        from .checkpoint import load_gan
-
         loaded = load_gan(checkpoint, device=self.device)
         self.gan.load_state_dict(loaded.state_dict())
         if not (checkpoint / STATE_TENSORS_FILE).exists():
@@ -588,41 +549,6 @@ def prepare_output_dir(out: Path) -> None:
 
 def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.arch}-{config.res}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-
-
-def find_resume_checkpoint(path: str | Path) -> Path:
-    """The newest complete checkpoint in a run directory (or the checkpoint itself).
-
-    A damaged or half-written checkpoint is skipped with a message, falling back to the
-    one before it.
-    """
-    path = Path(path)
-    candidates = [path] if (path / CONFIG_FILE).exists() else sorted((path / "checkpoints").glob("step-*"), reverse=True)
-    for candidate in candidates:
-        problem = checkpoint_problem(candidate)
-        if problem is None:
-            return candidate
-        logger.warning("skipping checkpoint %s: %s", candidate, problem)
-    raise CheckpointError(f"no complete checkpoint to resume in {path}")
-
-
-def checkpoint_problem(directory: Path) -> str | None:
-    """Why a checkpoint cannot be resumed from, or None when it is complete and readable."""
-    for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_TENSORS_FILE, STATE_JSON_FILE):
-        if not (directory / name).is_file():
-            return f"{name} is missing"
-    try:
-        json.loads((directory / CONFIG_FILE).read_text())
-        json.loads((directory / STATE_JSON_FILE).read_text())
-        check_safetensors_header(directory / WEIGHTS_FILE)
-        check_safetensors_header(directory / STATE_TENSORS_FILE)
-    except (ValueError, CheckpointError) as error:
-        return str(error)
-    return None
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    return any((Path(run_dir) / "checkpoints").glob("step-*")) or (Path(run_dir) / CONFIG_FILE).exists()
 
 
 def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:

@@ -1,0 +1,78 @@
+"""The plugin surface: everything a ganzoo plugin (built-in or third-party) may import.
+
+Plugins import `ganzoo.api` and nothing else from `ganzoo`; what is not here is internal and
+may change. Grouped by what a plugin adds:
+
+- every plugin: `hookimpl`, `Register`, the errors, `console`/`logger`/`progress`
+- an architecture: `Architecture`, `GAN`, `conv_generator`/`conv_discriminator`, `init_dcgan_weights`
+- a loss: `GANLoss` (options checked through `check_args`), `per_sample_rand` for per-sample draws
+- a dataset: `DatasetSpec`, `DatasetOptions`, `ImageSet`, `Preprocessing`, `preprocess`, decoding and the dataset cache
+- an augmentation: `Augmentation`
+- a metric or feature space: `Metric`, `FeatureExtractor`, `MetricContext`, `evaluate`
+- a hub backend: `HubBackend`, `ModelVersion`, `write_manifest`, `MANIFEST_FILE`
+- a command: `load`, `train`, `TrainConfig`, checkpoints, images, paths and runtime helpers
+"""
+
+from __future__ import annotations
+
+from .augment import Augmentation
+from .checkpoint import find_checkpoint, load_gan, read_config
+from .config import TrainConfig, read_config_file
+from .console import console, logger, progress
+from .data import (
+    IMAGE_EXTENSIONS,
+    DatasetOptions,
+    DatasetSpec,
+    ImageSet,
+    Preprocessing,
+    UnreadableImage,
+    decode_grayscale,
+    list_image_files,
+    load_cached,
+    load_dataset,
+    preprocess,
+    read_grayscale,
+    store_cached,
+    cache_key,
+)
+from .distributed import per_sample_rand
+from .errors import CheckpointError, DataError, GanzooError, TrainingDiverged, TrainingInterrupted
+from .evaluation import (
+    FeatureExtractor,
+    Metric,
+    MetricContext,
+    compute_metrics,
+    evaluate,
+    get_feature_extractor,
+    get_metrics,
+    real_baseline,
+    real_data_options,
+    real_images_for,
+)
+from .hookspecs import Register, hookimpl
+from .hub import load_checkpoint as load
+from .hub import resolve_checkpoint
+from .images import to_uint8, write_grid, write_png
+from .locations import HubBackend, ModelVersion, validate_name, validate_version
+from .losses import GANLoss, build_loss
+from .manifest import MANIFEST_FILE, write_manifest
+from .models import GAN, Architecture, create_gan, has_batch_norm, init_dcgan_weights
+from .nets import conv_discriminator, conv_generator
+from .paths import atomic_write_bytes, atomic_write_text, cache_dir, dump_json, file_sha256, fsync_dir, ganzoo_home
+from .plugins import registry
+from .runtime import environment_versions, resolve_device, seed_everything
+from .trainer import train
+from .version import __version__
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "MANIFEST_FILE", "Architecture", "Augmentation", "CheckpointError", "DataError", "DatasetOptions",
+    "DatasetSpec", "FeatureExtractor", "GAN", "GANLoss", "GanzooError", "HubBackend", "ImageSet", "Metric", "MetricContext",
+    "ModelVersion", "Preprocessing", "Register", "TrainConfig", "TrainingDiverged", "TrainingInterrupted", "UnreadableImage",
+    "__version__", "atomic_write_bytes", "atomic_write_text", "build_loss", "cache_dir", "cache_key", "compute_metrics", "console",
+    "conv_discriminator", "conv_generator", "create_gan", "decode_grayscale", "dump_json", "environment_versions", "evaluate",
+    "file_sha256", "find_checkpoint", "fsync_dir", "ganzoo_home", "get_feature_extractor", "get_metrics", "has_batch_norm",
+    "hookimpl", "init_dcgan_weights", "list_image_files", "load", "load_cached", "load_dataset", "load_gan", "logger",
+    "per_sample_rand", "preprocess", "progress", "read_config", "read_config_file", "read_grayscale", "real_baseline",
+    "real_data_options", "real_images_for", "registry", "resolve_checkpoint", "resolve_device", "seed_everything",
+    "store_cached", "to_uint8", "train", "validate_name", "validate_version", "write_grid", "write_manifest", "write_png",
+]
