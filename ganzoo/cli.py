@@ -2,46 +2,44 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.table import Table
 
 from . import __version__
 from .console import ConsoleHandler, console, logger
 from .errors import GanzooError
 
-F = TypeVar("F", bound=Callable[..., Any])
 LIST_KINDS = {"datasets": "datasets", "archs": "architectures", "losses": "losses", "metrics": "metrics", "augmentations": "augmentations"}
 
+class ErrorsAsOneLine(TyperGroup):
+    """The root command group: a GanzooError from any command, ganzoo's or a plugin's, becomes
+    one line on stderr and exit code 2 (the traceback with GANZOO_DEBUG=1)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GanzooError as error:
+            if os.environ.get("GANZOO_DEBUG"):
+                raise
+            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(getattr(error, "exit_code", 2)) from None
+
+
 app = typer.Typer(
+    cls=ErrorsAsOneLine,
     name="ganzoo",
     help="A plugin-based GAN zoo for small medical-imaging datasets. Research use only, not for diagnosis.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def handle_errors(func: F) -> F:
-    """Turn a GanzooError into one line on stderr and exit code 2 (traceback with GANZOO_DEBUG=1)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except GanzooError as error:
-            if os.environ.get("GANZOO_DEBUG"):
-                raise
-            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=getattr(error, "exit_code", 2)) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
@@ -96,7 +94,6 @@ def _parse_loss_args(items: list[str]) -> dict[str, Any]:
 
 
 @app.command()
-@handle_errors
 def train(
     arch: Annotated[Optional[str], typer.Option(help="Architecture (ganzoo list archs). (default: dcgan)")] = None,
     loss: Annotated[Optional[str], typer.Option(help="Loss (ganzoo list losses). (default: the architecture's)")] = None,
@@ -157,7 +154,6 @@ def train(
 
 
 @app.command()
-@handle_errors
 def generate(
     checkpoint: Annotated[str, typer.Argument(help="Checkpoint or run directory, or hub:NAME[@VERSION] / hf-hub:ORG/NAME.")],
     n: Annotated[int, typer.Option("-n", "--n", min=0, help="Number of images.")] = 64,
@@ -174,7 +170,6 @@ def generate(
 
 
 @app.command("list")
-@handle_errors
 def list_(
     kind: Annotated[Optional[str], typer.Argument(help="datasets, archs, losses, metrics or augmentations; all when omitted.")] = None,
     filter: Annotated[str, typer.Option(help="Glob on names, e.g. 'wgan*'.")] = "*",
@@ -199,7 +194,6 @@ def list_(
 
 
 @app.command()
-@handle_errors
 def plugins() -> None:
     """Show each plugin: version, source, what it registered, and whether it failed."""
     from .plugins import plugin_infos
