@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import typing
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -93,64 +95,57 @@ def _parse_loss_args(items: list[str]) -> dict[str, Any]:
     return parsed
 
 
-@app.command()
-def train(
-    arch: Annotated[Optional[str], typer.Option(help="Architecture (ganzoo list archs). (default: dcgan)")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Loss (ganzoo list losses). (default: the architecture's)")] = None,
-    res: Annotated[Optional[int], typer.Option(help="Resolution, 64 or 128. (default: 64)")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="1 (gray) or 3 (gray replicated). (default: 1)")] = None,
-    noise_dim: Annotated[Optional[int], typer.Option(help="Length of z. (default: 100)")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset name. (default: folder with --data, else synthetic-cxr)")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Directory of PNG/JPEG images.")] = None,
-    label: Annotated[Optional[str], typer.Option(help="Train on this class only (subfolder or metadata.csv label).")] = None,
-    images: Annotated[Optional[int], typer.Option(help="Use at most N images (seeded subset).")] = None,
-    data_seed: Annotated[Optional[int], typer.Option(help="Seed of the subset / synthetic data. (default: 0)")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (passes of the discriminator over the data). (default: 25)")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Generator steps, instead of --epochs.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size. (default: 128)")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. (default: per loss)")] = None,
-    betas: Annotated[Optional[str], typer.Option(help="Adam betas, e.g. 0.5,0.999. (default: per loss)")] = None,
-    n_critic: Annotated[Optional[int], typer.Option(help="Discriminator steps per generator step. (default: per loss)")] = None,
-    gp_lambda: Annotated[Optional[float], typer.Option(help="Gradient-penalty weight (wgan-gp). (default: 10)")] = None,
-    loss_arg: Annotated[Optional[list[str]], typer.Option(help="Extra loss option KEY=VALUE (repeatable), e.g. r1_gamma=10.")] = None,
-    noise_factor: Annotated[Optional[float], typer.Option(help="Extra f*randn added to z (the study's noise factor). (default: 0)")] = None,
-    augment: Annotated[Optional[str], typer.Option(help="Discriminator augmentation, e.g. diffaugment:color,translation,cutout.")] = None,
-    ema: Annotated[Optional[float], typer.Option(help="Keep an EMA of the generator with this decay (e.g. 0.999); used for sampling.")] = None,
-    normalize: Annotated[Optional[str], typer.Option(help="none ([-1, 1]) or torch (Normalize with data mean/std). (default: none)")] = None,
-    clahe: Annotated[Optional[bool], typer.Option("--clahe/--no-clahe", help="CLAHE equalisation. (default: on)")] = None,
-    clahe_clip: Annotated[Optional[float], typer.Option(help="CLAHE clip limit. (default: 2.0)")] = None,
-    clahe_tile: Annotated[Optional[int], typer.Option(help="CLAHE tile grid size. (default: 8)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of weights, noise and data order. (default: 0)")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N. (default: auto)")] = None,
-    sample_every: Annotated[Optional[int], typer.Option(help="Save a sample grid every N epochs (and at the end).")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N epochs (and at the end).")] = None,
-    keep_checkpoints: Annotated[Optional[int], typer.Option(help="Keep the newest K checkpoints. (default: 3)")] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="Compute FID every N epochs (and at the end); keep the best as best/.")] = None,
-    eval_n: Annotated[Optional[int], typer.Option(help="Generated images per FID (default: as many as training images).")] = None,
-    log_every: Annotated[Optional[int], typer.Option(help="Log losses every N steps. (default: 10)")] = None,
-    out: Annotated[Optional[str], typer.Option(help="Run directory. (default: runs/<arch>-<res>-<timestamp>)")] = None,
-    resume: Annotated[Optional[str], typer.Option(help="Continue the run in this directory (or checkpoint); 'auto': the --out run if it has a checkpoint.")] = None,
-    on_nan: Annotated[Optional[str], typer.Option(help="stop (default): a NaN/Inf loss ends training; skip: skip that update.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32 (default) or bf16 (autocast convolutions; weights, losses and penalty stay fp32).")] = None,
-    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="NHWC layout. (default: on)")] = None,
-    fused: Annotated[Optional[bool], typer.Option("--fused/--no-fused", help="fp32-statistics InstanceNorm, one critic pass on cat(real, fake); on a GPU also fused Adam, cudnn benchmark and the first convolution as a matrix product. (default: on)")] = None,
-    cuda_graphs: Annotated[Optional[bool], typer.Option("--cuda-graphs/--no-cuda-graphs", help="Replay whole iterations as CUDA graphs, eager if capture fails. (default: on for a GPU)")] = None,
-    micro_batch: Annotated[Optional[int], typer.Option(help="Critic steps in chunks of N images with gradients summed, where critic and loss are per-sample; 0: off. (default: 32 on the CPU, off on a GPU)")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML or YAML file with these options (underscores for dashes).")] = None,
-) -> None:
+def _train_parameters() -> list[inspect.Parameter]:
+    """`ganzoo train`'s flags, made from the TrainConfig declarations (ganzoo/config.py)."""
+    from .config import LOSS_ARG_ALIASES, TrainConfig, declared_options, flag_name
+
+    hints = typing.get_type_hints(TrainConfig)
+    params = []
+
+    def add(name: str, kind: Any, *decls: str, help: str) -> None:
+        annotation = Annotated[Optional[kind], typer.Option(*decls, help=help, show_default=False)]
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+
+    for f in declared_options():
+        base = next((a for a in typing.get_args(hints[f.name]) if a is not type(None)), hints[f.name])
+        default = f.metadata["default_text"] or (None if f.default is None else ("on" if f.default is True else "off" if f.default is False else f.default))
+        help = f.metadata["help"] + (f" (default: {default})" if default is not None else "")
+        flag = "--" + flag_name(f.name)
+        if f.name == "loss_args":
+            add("loss_arg", list[str], "--loss-arg", help=help)
+        elif f.name == "betas":
+            add(f.name, str, flag, help=help)
+        elif base is bool:
+            add(f.name, bool, f"{flag}/--no-{flag_name(f.name)}", help=help)
+        else:
+            add(f.name, base, flag, help=help)
+    for name, (kind, help) in LOSS_ARG_ALIASES.items():
+        add(name, kind, "--" + flag_name(name), help=help)
+    add("config", Path, "--config", help="TOML or YAML file with these options (underscores for dashes); flags override it.")
+    return params
+
+
+def train(**given: Any) -> None:
     """Train a GAN. Every option can also come from --config; flags override the file."""
     from .config import TrainConfig, read_config_file
     from .trainer import train as run_training
 
-    given = {k: v for k, v in locals().items() if k not in ("config", "TrainConfig", "read_config_file", "run_training") and v is not None}
+    config = given.pop("config", None)
+    given = {k: v for k, v in given.items() if v is not None}
     if "betas" in given:
         given["betas"] = _parse_betas(given["betas"])
     if "loss_arg" in given:
         given["loss_args"] = _parse_loss_args(given.pop("loss_arg"))
-    values = read_config_file(config) if config else {}
-    train_config = TrainConfig.from_dict({**{k.replace("-", "_"): v for k, v in values.items()}, **given})
-    checkpoint = run_training(train_config)
+    values = {k.replace("-", "_"): v for k, v in (read_config_file(config) if config else {}).items()}
+    if "loss_args" in given and "loss_args" in values:
+        given["loss_args"] = {**values["loss_args"], **given["loss_args"]}
+    checkpoint = run_training(TrainConfig.from_dict({**values, **given}))
     console.print(f"checkpoint: {checkpoint}", highlight=False)
+
+
+train.__signature__ = inspect.Signature(_train_parameters())  # type: ignore[attr-defined]
+train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}  # type: ignore[attr-defined]
+app.command()(train)
 
 
 @app.command()

@@ -1,66 +1,105 @@
-"""The training configuration: defaults, validation, and TOML/YAML config files."""
+"""The training options, each declared once: name, type, default, help, valid range, resumable.
+
+The TrainConfig dataclass, its validation, the `ganzoo train` flags (ganzoo/train_command.py),
+the options table in README.md and docs/usage.md, and the command lines the study writes
+all come from the field declarations below.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Mapping
 
 from .data import NORMALIZATIONS
 from .errors import GanzooError
+from .runtime import MAX_SEED
 
 DEFAULT_EPOCHS = 25
+# Options of the built-in losses that keep flags of their own; they travel in `loss_args`.
+LOSS_ARG_ALIASES: dict[str, tuple[type, str]] = {
+    "n_critic": (int, "Discriminator steps per generator step (alias of --loss-arg n_critic=N). (default: per loss)"),
+    "gp_lambda": (float, "Gradient-penalty weight, wgan-gp (alias of --loss-arg gp_lambda=X). (default: 10)"),
+}
+
+
+def option(
+    default: Any,
+    help: str,
+    check: tuple[Callable[[Any], bool], str] | None = None,
+    resumable: bool = False,
+    default_text: str | None = None,
+) -> Any:
+    """A TrainConfig field: `check` is (predicate on a non-None value, what a valid value is);
+    `resumable` options may change when a run is resumed; `default_text` is how help shows a
+    default that depends on other options."""
+    metadata = {"help": help, "check": check, "resumable": resumable, "default_text": default_text}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _finite(v: float) -> bool:
+    return math.isfinite(v)
+
+
+def _positive_int(v: int) -> bool:
+    return v >= 1
+
+
+POSITIVE = (_positive_int, ">= 1")
+SEED = (lambda v: 0 <= v <= MAX_SEED, "an integer in [0, 2**63 - 1]")
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; saved in every checkpoint's config.json."""
 
-    arch: str = "dcgan"
-    loss: str | None = None
-    res: int = 64
-    channels: int = 1
-    noise_dim: int = 100
-    dataset: str | None = None
-    data: str | None = None
-    label: str | None = None
-    images: int | None = None
-    data_seed: int = 0
-    epochs: int | None = None
-    steps: int | None = None
-    batch_size: int = 128
-    lr: float | None = None
-    betas: tuple[float, float] | None = None
-    n_critic: int | None = None
-    gp_lambda: float | None = None
-    loss_args: dict[str, Any] | None = None
-    noise_factor: float = 0.0
-    augment: str | None = None
-    ema: float | None = None
-    normalize: str = "none"
-    clahe: bool = True
-    clahe_clip: float = 2.0
-    clahe_tile: int = 8
-    seed: int = 0
-    device: str = "auto"
-    sample_every: int | None = None
-    checkpoint_every: int | None = None
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    eval_every: int | None = None
-    eval_n: int | None = None
-    eval_metric: str = "fid"
-    out: str | None = None
-    resume: str | None = None
-    on_nan: str = "stop"
-    precision: str = "fp32"
-    channels_last: bool | None = None
-    fused: bool | None = None
-    cuda_graphs: bool | None = None
-    micro_batch: int | None = None
+    arch: str = option("dcgan", "Architecture (ganzoo list archs).")
+    loss: str | None = option(None, "Loss (ganzoo list losses).", default_text="the architecture's")
+    res: int = option(64, "Resolution: 64 or 128.", (lambda v: 8 <= v <= 1024, "in [8, 1024]; the built-in architectures take 64 and 128"))
+    channels: int = option(1, "1 (gray) or 3 (gray replicated).", (lambda v: v in (1, 3), "1 or 3"))
+    noise_dim: int = option(100, "Length of z.", (lambda v: 1 <= v <= 4096, "in [1, 4096]"))
+    dataset: str | None = option(None, "Dataset name (ganzoo list datasets).", default_text="folder with --data, else synthetic-cxr")
+    data: str | None = option(None, "Image folder: class subfolders or metadata.csv (file,label).", default_text="synthetic phantoms")
+    label: str | None = option(None, "Train on this class only.")
+    images: int | None = option(None, "Use at most N images (seeded subset).", POSITIVE)
+    data_seed: int = option(0, "Seed of the subset and of synthetic data.", SEED)
+    epochs: int | None = option(None, "Epochs: passes of the discriminator over the data.", POSITIVE, resumable=True, default_text=str(DEFAULT_EPOCHS))
+    steps: int | None = option(None, "Generator steps, instead of --epochs.", POSITIVE, resumable=True)
+    batch_size: int = option(128, "Batch size.", POSITIVE)
+    lr: float | None = option(None, "Adam learning rate.", (lambda v: 0 < v and _finite(v), "> 0"), default_text="per loss")
+    betas: tuple[float, float] | None = option(None, "Adam betas, e.g. 0.5,0.999.", (lambda v: all(0 <= b < 1 for b in v), "two numbers in [0, 1)"), default_text="per loss")
+    loss_args: dict[str, Any] | None = option(None, "Loss option KEY=VALUE (repeatable), e.g. gp_lambda=10.", default_text="per loss")
+    noise_factor: float = option(0.0, "The study's extra f*randn added to z.", (lambda v: 0 <= v and _finite(v), ">= 0"))
+    augment: str | None = option(None, "Discriminator augmentation, e.g. diffaugment:color,translation,cutout.")
+    ema: float | None = option(None, "EMA of the generator with this decay (e.g. 0.999), used for sampling.", (lambda v: 0 < v < 1, "in (0, 1), e.g. 0.999"))
+    normalize: str = option("none", "none (scale to [-1, 1]) or torch (Normalize with the data's mean/std).", (lambda v: v in NORMALIZATIONS, "one of " + ", ".join(NORMALIZATIONS)))
+    clahe: bool = option(True, "CLAHE equalisation, as in the study.")
+    clahe_clip: float = option(2.0, "CLAHE clip limit.", (lambda v: 0 < v <= 1000 and _finite(v), "in (0, 1000]"))
+    clahe_tile: int = option(8, "CLAHE tile grid size (tiles per side).", (lambda v: 1 <= v <= 64, "in [1, 64] (tiles per side; OpenCV allocates per tile)"))
+    seed: int = option(0, "Seed of weights, noise and data order.", SEED)
+    device: str = option("auto", "auto, cpu, cuda or cuda:N.", resumable=True)
+    sample_every: int | None = option(None, "Save a sample grid every N epochs (and at the end).", POSITIVE, resumable=True)
+    checkpoint_every: int | None = option(None, "Checkpoint every N epochs (and at the end).", POSITIVE, resumable=True)
+    keep_checkpoints: int = option(3, "Keep the newest K checkpoints.", POSITIVE, resumable=True)
+    log_every: int = option(10, "Log losses every N steps.", POSITIVE, resumable=True)
+    eval_every: int | None = option(None, "Score --eval-metric every N epochs (and at the end); the best is kept as best/.", POSITIVE, resumable=True)
+    eval_n: int | None = option(None, "Generated images per evaluation.", (lambda v: v >= 2, ">= 2"), resumable=True, default_text="as many as training images")
+    eval_metric: str = option("fid", "Metric for --eval-every (ganzoo list metrics).", resumable=True)
+    out: str | None = option(None, "Run directory.", default_text="runs/<arch>-<res>-<time>")
+    resume: str | None = option(None, "Continue the run in this directory (or checkpoint); auto: the --out run if it has one.")
+    resume_anyway: bool = option(False, "Resume even though the dataset's fingerprint changed.", resumable=True)
+    on_nan: str = option("stop", "stop: a NaN/Inf loss ends training; skip: skip that update.", (lambda v: v in ("stop", "skip"), "stop or skip"), resumable=True)
+    precision: str = option("fp32", "fp32 or bf16 (autocast convolutions; weights, losses, penalty in fp32).", (lambda v: v in ("fp32", "bf16"), "one of fp32, bf16"), resumable=True)
+    channels_last: bool | None = option(None, "NHWC memory layout.", resumable=True, default_text="on")
+    fused: bool | None = option(None, "Fused kernels: fp32-statistics InstanceNorm, one critic pass on real+fake; on a GPU fused Adam and the first conv as a matrix product.", resumable=True, default_text="on")
+    cuda_graphs: bool | None = option(None, "Replay whole iterations as CUDA graphs.", resumable=True, default_text="on for a GPU")
+    micro_batch: int | None = option(None, "Critic steps in chunks of N images where critic and loss are per-sample; 0: off.", (lambda v: v >= 0, ">= 0"), resumable=True, default_text="32 on the CPU, 0 on a GPU")
+    # Which keys the user gave (CLI, file, dict): on resume only those override the saved run.
+    given: frozenset[str] | None = dataclasses.field(default=None, compare=False, repr=False, metadata={"internal": True})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -80,55 +119,60 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise a GanzooError naming the first option that is out of range."""
-        checks = [
-            (self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}"),
-            (self.res >= 8, f"res must be >= 8 (the architectures support 64 and 128), got {self.res}"),
-            (self.noise_dim >= 1, f"noise_dim must be >= 1, got {self.noise_dim}"),
-            (self.images is None or self.images >= 1, f"images must be >= 1, got {self.images}"),
-            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.steps is None or self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
-            (self.epochs is None or self.steps is None, "give --epochs or --steps, not both"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.betas is None or all(0 <= b < 1 for b in self.betas), f"betas must be in [0, 1), got {self.betas}"),
-            (self.n_critic is None or self.n_critic >= 1, f"n_critic must be >= 1, got {self.n_critic}"),
-            (self.gp_lambda is None or self.gp_lambda >= 0, f"gp_lambda must be >= 0, got {self.gp_lambda}"),
-            (self.ema is None or 0 < self.ema < 1, f"ema must be in (0, 1), e.g. 0.999, got {self.ema}"),
-            (self.noise_factor >= 0, f"noise_factor must be >= 0, got {self.noise_factor}"),
-            (self.normalize in NORMALIZATIONS, f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}"),
-            (self.clahe_clip > 0, f"clahe_clip must be > 0, got {self.clahe_clip}"),
-            (self.clahe_tile >= 1, f"clahe_tile must be >= 1, got {self.clahe_tile}"),
-            (self.sample_every is None or self.sample_every >= 1, f"sample_every must be >= 1, got {self.sample_every}"),
-            (self.checkpoint_every is None or self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"),
-            (self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}"),
-            (self.on_nan in ("stop", "skip"), f"on_nan must be stop or skip, got {self.on_nan!r}"),
-            (self.eval_every is None or self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
-            (self.eval_n is None or self.eval_n >= 2, f"eval_n must be >= 2, got {self.eval_n}"),
-            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
-            (self.micro_batch is None or self.micro_batch >= 0, f"micro_batch must be >= 0 (0: off), got {self.micro_batch}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise GanzooError(message)
+        for f in declared_options():
+            value = getattr(self, f.name)
+            check = f.metadata["check"]
+            if value is not None and check is not None and not check[0](value):
+                raise GanzooError(f"{f.name} must be {check[1]}, got {value!r}")
+        if self.epochs is not None and self.steps is not None:
+            raise GanzooError("give --epochs or --steps, not both")
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in declared_options()}
         if out["betas"] is not None:
             out["betas"] = list(out["betas"])
+        if out["loss_args"] is not None:
+            out["loss_args"] = dict(out["loss_args"])
         return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
-        """Build from a mapping, rejecting unknown keys and ill-typed values by name."""
+    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "TrainConfig":
+        """Build from a mapping, rejecting unknown keys and ill-typed values by name; the keys
+        given are remembered (resume lets only those override the saved run)."""
         hints = typing.get_type_hints(cls)
-        known = [f.name for f in dataclasses.fields(cls)]
-        kwargs = {}
+        known = [f.name for f in declared_options()]
+        kwargs: dict[str, Any] = {}
+        aliased: dict[str, Any] = {}
         for raw_key, value in values.items():
             key = str(raw_key).replace("-", "_")
-            if key not in hints:
+            if key in LOSS_ARG_ALIASES:
+                if value is not None:
+                    aliased[key] = _coerce(value, LOSS_ARG_ALIASES[key][0], f"{source}: {key}")
+                continue
+            if key not in known:
                 raise GanzooError(f"{source}: unknown key {raw_key!r}; known keys: {', '.join(known)}")
             kwargs[key] = _coerce(value, hints[key], f"{source}: {key}")
-        return cls(**kwargs)
+        if aliased:
+            loss_args = dict(kwargs.get("loss_args") or {})
+            for key, value in aliased.items():
+                if key in loss_args and loss_args[key] != value:
+                    raise GanzooError(f"{source}: {key} is given twice ({value!r} and loss_args {loss_args[key]!r})")
+                loss_args[key] = value
+            kwargs["loss_args"] = loss_args
+        return cls(**kwargs, given=frozenset(kwargs))
+
+
+def declared_options() -> Iterator[dataclasses.Field]:
+    """The user-facing TrainConfig fields, in declaration order."""
+    return (f for f in dataclasses.fields(TrainConfig) if not f.metadata.get("internal"))
+
+
+def flag_name(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def resumable_options() -> frozenset[str]:
+    return frozenset(f.name for f in declared_options() if f.metadata["resumable"])
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -155,6 +199,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return value
     elif base is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise GanzooError(f"{where} must be a finite number, got {value!r}")
             return float(value)
     elif base is str:
         if isinstance(value, str):
@@ -171,6 +217,81 @@ def _strip_optional(hint: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return args[0]
     return hint
+
+
+def parse_option(key: str, text: str, where: str = "option") -> Any:
+    """A value typed from text as the option `key` declares it ('none' is None where allowed);
+    the study's `--vary KEY=V1,V2` values come through here."""
+    name = key.replace("-", "_")
+    hints = typing.get_type_hints(TrainConfig)
+    if name in LOSS_ARG_ALIASES:
+        hint: Any = LOSS_ARG_ALIASES[name][0] | None
+    elif name in hints and name != "given":
+        hint = hints[name]
+    else:
+        known = [f.name for f in declared_options()] + list(LOSS_ARG_ALIASES)
+        raise GanzooError(f"{where} {key}: unknown key; known keys: {', '.join(known)}")
+    raw = text.strip()
+    if raw.lower() in ("none", "null") and _is_optional(hint):
+        return None
+    base = _strip_optional(hint)
+    try:
+        if base is bool:
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("true", "1", "yes")
+        if base is int:
+            return int(raw)
+        if base is float:
+            return float(raw)
+        if typing.get_origin(base) is tuple:
+            return tuple(float(v) for v in raw.split(","))
+    except ValueError:
+        raise GanzooError(f"{where} {key}: {raw!r} is not a valid value for {name}") from None
+    if typing.get_origin(base) is dict:
+        raise GanzooError(f"{where} {key}: give loss options one by one, e.g. gp_lambda=5")
+    return raw
+
+
+def command_line(values: Mapping[str, Any]) -> list[str]:
+    """The `ganzoo train` arguments that set exactly `values` (defaults and None left out)."""
+    defaults = TrainConfig().to_dict()
+    args: list[str] = []
+    for key, value in values.items():
+        if key == "resume" or value is None or value == defaults.get(key):
+            continue
+        flag = "--" + flag_name(key)
+        if key == "betas":
+            args += [flag, ",".join(str(v) for v in value)]
+        elif key == "loss_args":
+            for k, v in value.items():
+                args += ["--loss-arg", f"{k}={v}"]
+        elif key in LOSS_ARG_ALIASES:
+            args += ["--loss-arg", f"{key}={value}"]
+        elif isinstance(value, bool):
+            args.append(flag if value else "--no-" + flag_name(key))
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def options_table() -> str:
+    """The markdown table of `ganzoo train` options, as README.md and docs/usage.md show it."""
+    rows = ["| option | meaning | default |", "|---|---|---|"]
+    for f in declared_options():
+        default = f.metadata["default_text"] or ("off" if f.default is None else f.default)
+        if isinstance(default, bool):
+            default = "on" if default else "off"
+        flag = f"`--{flag_name(f.name)}`"
+        if f.name == "loss_args":
+            flag = "`--loss-arg`"
+        elif _strip_optional(typing.get_type_hints(TrainConfig)[f.name]) is bool:
+            flag = f"`--{flag_name(f.name)}/--no-{flag_name(f.name)}`"
+        resumable = " May change on `--resume`." if f.metadata["resumable"] else ""
+        rows.append(f"| {flag} | {f.metadata['help']}{resumable} | {default} |")
+    for name, (_, help) in LOSS_ARG_ALIASES.items():
+        rows.append(f"| `--{flag_name(name)}` | {help.rsplit(' (default', 1)[0]} | per loss |")
+    return "\n".join(rows) + "\n"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

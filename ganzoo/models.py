@@ -10,6 +10,7 @@ from torch import nn
 
 from .errors import GanzooError
 from .plugins import registry
+from .runtime import derived_seed
 
 VALID_CHANNELS = (1, 3)
 
@@ -91,7 +92,7 @@ def seeded_noise(n: int, noise_dim: int, seed: int) -> torch.Tensor:
     """z for `n` images, drawn on the CPU in fixed blocks so image i never depends on n."""
     blocks = []
     for block in range(-(-n // NOISE_BLOCK)):
-        rng = torch.Generator().manual_seed(int(seed) * 1_000_003 + block)
+        rng = torch.Generator().manual_seed(derived_seed(seed, block))
         blocks.append(torch.randn(NOISE_BLOCK, noise_dim, 1, 1, generator=rng))
     return torch.cat(blocks)[:n] if blocks else torch.empty(0, noise_dim, 1, 1)
 

@@ -39,6 +39,12 @@ def check_seed(seed: int, what: str = "seed") -> int:
     return seed
 
 
+def derived_seed(seed: int, stream: int) -> int:
+    """The seed of the `stream`-th generator drawn from `seed` (noise blocks, data passes):
+    seed * 1_000_003 + stream, kept inside torch's seed range for any valid seed."""
+    return (int(seed) * 1_000_003 + int(stream)) % (MAX_SEED + 1)
+
+
 def seed_everything(seed: int) -> None:
     """Seed every RNG a plugin might use: torch (CPU and CUDA), numpy, python."""
     torch.manual_seed(check_seed(seed))

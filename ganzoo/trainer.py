@@ -41,7 +41,7 @@ from .checkpoint import (
     read_tensors,
     write_checkpoint,
 )
-from .config import DEFAULT_EPOCHS, TrainConfig
+from .config import DEFAULT_EPOCHS, TrainConfig, flag_name, resumable_options
 from .console import logger, progress
 from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset, to_model_input
 from .evaluation import evaluate as evaluate_metrics
@@ -50,16 +50,12 @@ from .images import to_uint8, write_grid
 from .errors import CheckpointError, GanzooError, TrainingDiverged, TrainingInterrupted
 from .fast import PRECISIONS, FastOptions, FloatScores, GraphedStep, frozen, swap_instance_norms, swap_thin_convs
 from .losses import GANLoss, build_loss
-from .models import GAN, create_gan, has_batch_norm
+from .models import GAN, create_gan, get_architecture
 from .plugins import plugin_versions
-from .runtime import environment_versions, resolve_device, seed_everything
+from .runtime import derived_seed, environment_versions, resolve_device, seed_everything
 from .version import __version__
 
 GRID_SIZE = 64
-RESUMABLE_OVERRIDES = (
-    "epochs", "steps", "device", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every", "on_nan", "eval_every", "eval_n",
-    "precision", "channels_last", "fused", "cuda_graphs", "micro_batch",
-)
 
 
 class Trainer:
@@ -77,13 +73,14 @@ class Trainer:
         self.fast = FastOptions.resolve(self.device, config.precision, config.channels_last, config.fused, config.cuda_graphs, config.micro_batch)
         seed_everything(config.seed)
         self.gan: GAN = create_gan(config.arch, res=config.res, channels=config.channels, noise_dim=config.noise_dim).to(self.device)
-        self.loss: GANLoss = build_loss(config.loss_name, **self._loss_kwargs())
+        self.loss: GANLoss = build_loss(config.loss_name, **(config.loss_args or {}))
         self.data = data if data is not None else self._load_data()
         for message in self.loss.check_discriminator(self.gan.discriminator):
             warnings.warn(f"--loss {config.loss_name} with --arch {config.arch}: {message}", stacklevel=2)
-        # No sample's score depends on another's (no BatchNorm, no augmentation): the critic may
-        # see real and fake in one pass, and a batch in chunks.
-        self.per_sample_critic = not has_batch_norm(self.gan.discriminator) and not config.augment
+        self.architecture = get_architecture(config.arch)
+        # The architecture declares whether a sample's score depends on another's; augmentation
+        # draws per batch, so it makes any critic batch-coupled.
+        self.per_sample_critic = self.architecture.per_sample_critic and not config.augment
         self._apply_fast_options()
         self.rng = torch.Generator(self.device).manual_seed(config.seed)
         self.discriminator: nn.Module = self.gan.discriminator
@@ -105,7 +102,7 @@ class Trainer:
         self._graphed: GraphedStep | None = None
         self.step = 0
         self.nan_skips = 0
-        self.best_fid: float | None = None
+        self.best_score: float | None = None
         if config.eval_every:
             for metric in get_metrics([config.eval_metric]).values():
                 metric.ready()  # fail now, not after hours of training, if the metric cannot run
@@ -126,12 +123,13 @@ class Trainer:
             distributed.globalize_batch_norms(self.gan)
             distributed.broadcast_module(self.gan)
         if self.fast.fused:
-            swap_instance_norms(self.gan.discriminator)
             if self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True
-                swap_thin_convs(self.gan.discriminator)
-            if hasattr(self.loss, "joint_pass") and self.per_sample_critic:
-                self.loss.joint_pass = True
+            if self.architecture.fast_layer_swaps:
+                swap_instance_norms(self.gan.discriminator)
+                if self.device.type == "cuda":
+                    swap_thin_convs(self.gan.discriminator)
+            self.loss.joint_pass = self.per_sample_critic
         if self.fast.channels_last:
             self.gan.to(memory_format=torch.channels_last)
 
@@ -140,11 +138,6 @@ class Trainer:
         prep = Preprocessing(resolution=c.res, clahe=c.clahe, clahe_clip=c.clahe_clip, clahe_tile=c.clahe_tile)
         options = DatasetOptions(path=c.data, label=c.label, max_images=c.images, preprocessing=prep, seed=c.data_seed)
         return load_dataset(c.dataset_name, options)
-
-    def _loss_kwargs(self) -> dict[str, Any]:
-        c = self.config
-        named = {k: v for k, v in {"n_critic": c.n_critic, "gp_lambda": c.gp_lambda}.items() if v is not None}
-        return {**(c.loss_args or {}), **named}
 
     # -- schedule -------------------------------------------------------------------
     @property
@@ -170,7 +163,7 @@ class Trainer:
         """Indices of the `batch_number`-th real batch: a seeded permutation per data pass."""
         data_pass, position = divmod(batch_number, self.batches_per_epoch)
         if self._epoch_order is None or self._epoch_order[0] != data_pass:
-            rng = torch.Generator().manual_seed(self.config.seed * 1_000_003 + data_pass)
+            rng = torch.Generator().manual_seed(derived_seed(self.config.seed, data_pass))
             self._epoch_order = (data_pass, torch.randperm(len(self.data), generator=rng))
         start = position * self.batch_size
         return self._epoch_order[1][start : start + self.batch_size].to(self.device)
@@ -428,18 +421,22 @@ class Trainer:
         return directory
 
     def evaluate(self, log: Any) -> None:
-        """The `eval_metric` against the training images; the best so far is kept as `best/`."""
+        """`eval_metric` against the training images; the best score so far is kept as `best/`."""
         c = self.config
-        n = c.eval_n or len(self.data)
-        report = evaluate_metrics(self.gan, self.data, metrics=("fid",), n=n, seed=c.seed, device=self.device)
-        fid = report["metrics"]["fid"]
-        record = {"step": self.step, "epoch": self.step / self.steps_per_epoch, "fid": float(fid["value"]), "fid_n_fake": fid["n_fake"], "fid_n_real": fid["n_real"]}
+        name = c.eval_metric
+        metric = get_metrics([name])[name]
+        report = evaluate_metrics(self.gan, self.data, metrics=(name,), n=c.eval_n or len(self.data), seed=c.seed, device=self.device)
+        result = report["metrics"][name]
+        value = float(result["value"])
+        record = {"step": self.step, "epoch": self.step / self.steps_per_epoch, name: value, f"{name}_n_fake": result["n_fake"], f"{name}_n_real": result.get("n_real")}
         log.write(json.dumps(record) + "\n")
         log.flush()
-        logger.info("step %d: FID %.2f (%d generated vs %d real images)", self.step, record["fid"], fid["n_fake"], fid["n_real"])
-        if self.best_fid is None or record["fid"] < self.best_fid:
-            self.best_fid = record["fid"]
-            self.save(self.out / "best", metrics={"fid": {"value": record["fid"], "n_fake": fid["n_fake"], "n_real": fid["n_real"], "step": self.step}})
+        logger.info("step %d: %s %.4g (%d generated vs %s real images)", self.step, name, value, result["n_fake"], result.get("n_real", "no"))
+        better = self.best_score is None or (value < self.best_score if metric.lower_is_better else value > self.best_score)
+        if better:
+            self.best_score = value
+            scored = {"value": value, "n_fake": result["n_fake"], "n_real": result.get("n_real"), "step": self.step}
+            self.save(self.out / "best", metrics={name: scored})
 
     def trainer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Optimizer tensors and RNG states (safetensors) plus counters (JSON): no pickle."""
@@ -457,7 +454,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "nan_skips": self.nan_skips,
-            "best_fid": self.best_fid,
+            "best_score": self.best_score,
             "rng_numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
             "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
         }
@@ -495,7 +492,7 @@ class Trainer:
         if cuda_states and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
         self.nan_skips = int(state.get("nan_skips", 0))
-        self.best_fid = state.get("best_fid")
+        self.best_score = state.get("best_score", state.get("best_fid"))
         if tensors:
             raise CheckpointError(f"{checkpoint}: unexpected trainer-state tensors {sorted(tensors)[:3]}")
         self.step = int(state["step"])
@@ -552,25 +549,53 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
-    """The saved run's config with the user's allowed overrides (e.g. more epochs)."""
+    """The saved run's config with the options the user gave that may change (e.g. more epochs).
+
+    An option given explicitly counts even when it equals its default (`--precision fp32` on
+    a bf16 run); one that may not change on resume is refused by name.
+    """
     checkpoint = find_resume_checkpoint(config.resume)
     saved = json.loads((checkpoint / CONFIG_FILE).read_text())["training"]
     saved.pop("batch_size_used", None)
-    defaults = TrainConfig()
+    values = config.to_dict()
+    if config.given is None:
+        defaults = TrainConfig().to_dict()
+        given = {key for key, value in values.items() if value != defaults[key]}
+    else:
+        given = set(config.given)
+    saved_values = TrainConfig.from_dict(saved, source=str(checkpoint / CONFIG_FILE)).to_dict()
     overrides = {}
-    for key, value in config.to_dict().items():
-        if key in ("resume", "out") or value == getattr(defaults, key) or value == saved.get(key):
+    resumable = resumable_options()
+    for key in sorted(given - {"resume", "out"}):
+        if values[key] == saved_values.get(key):
             continue
-        if key not in RESUMABLE_OVERRIDES:
-            raise GanzooError(f"--{key.replace('_', '-')} cannot change on --resume (saved: {saved.get(key)!r}, given: {value!r})")
-        overrides[key] = value
+        if key not in resumable:
+            raise GanzooError(
+                f"--{flag_name(key)} cannot change on --resume (saved: {saved_values.get(key)!r}, given: {values[key]!r}); "
+                "start a new run with another --out to change it"
+            )
+        overrides[key] = values[key]
     if "epochs" in overrides:
-        saved["steps"] = None
+        saved_values["steps"] = None
     if "steps" in overrides:
-        saved["epochs"] = None
-    merged = TrainConfig.from_dict({**saved, **overrides, "resume": None})
+        saved_values["epochs"] = None
+    merged = TrainConfig.from_dict({**saved_values, **overrides, "resume": None})
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     return replace(merged, out=str(run_dir)), checkpoint
+
+
+def check_same_data(trainer: Trainer, checkpoint: Path) -> None:
+    """Refuse to resume on other images than the run trained on, unless `resume_anyway`."""
+    saved = json.loads((checkpoint / CONFIG_FILE).read_text()).get("dataset", {}).get("fingerprint")
+    if saved is None or saved == trainer.data.fingerprint:
+        return
+    if not trainer.config.resume_anyway:
+        raise GanzooError(
+            f"the dataset changed since {checkpoint} was saved (fingerprint {saved}, now {trainer.data.fingerprint}): "
+            "files were added, removed or edited, so resuming would not continue the same run; "
+            "restore the data, start a new run, or pass --resume-anyway"
+        )
+    logger.warning("dataset fingerprint changed (%s -> %s); resuming anyway as asked", saved, trainer.data.fingerprint)
 
 
 def train(config: TrainConfig | dict[str, Any]) -> Path:
@@ -588,6 +613,7 @@ def train(config: TrainConfig | dict[str, Any]) -> Path:
         config, checkpoint = resume_config(config)
     trainer = Trainer(config)
     if checkpoint is not None:
+        check_same_data(trainer, checkpoint)
         trainer.load_state(checkpoint)
         logger.info("resumed from %s at step %d", checkpoint, trainer.step)
     try:

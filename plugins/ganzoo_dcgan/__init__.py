@@ -8,10 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganzoo.hookspecs import Register, hookimpl
-from ganzoo.losses import GANLoss
-from ganzoo.models import Architecture, init_dcgan_weights
-from ganzoo.nets import conv_discriminator, conv_generator
+from ganzoo.api import Architecture, GANLoss, Register, conv_discriminator, conv_generator, hookimpl, init_dcgan_weights
 
 # Feature maps per block. 64: as the study's appendix; 128: one more block, widths halved
 # at the high-resolution end so the parameter count stays close to the 64 model's.

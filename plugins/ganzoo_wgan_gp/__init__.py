@@ -7,11 +7,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ganzoo.distributed import per_sample_rand
-from ganzoo.hookspecs import Register, hookimpl
-from ganzoo.losses import GANLoss
-from ganzoo.models import Architecture, has_batch_norm, init_dcgan_weights
-from ganzoo.nets import conv_discriminator, conv_generator
+from ganzoo.api import Architecture, GANLoss, Register, conv_discriminator, conv_generator, has_batch_norm, hookimpl, init_dcgan_weights, per_sample_rand
 
 # (generator widths, critic widths, biases) exactly as in the study's appendix.
 LAYOUTS = {
@@ -46,9 +42,6 @@ class WGANGPLoss(GANLoss):
 
     optimizer_defaults: dict[str, Any] = {"lr": 1e-4, "betas": (0.0, 0.9)}
     per_sample = True
-    # One critic forward on cat(real, fake): exact for a per-sample critic, fewer launches.
-    # The trainer switches it on for its fast path when the critic has no BatchNorm.
-    joint_pass: bool = False
 
     def __init__(self, gp_lambda: float = 10.0, n_critic: int = 5) -> None:
         self.gp_lambda = float(gp_lambda)
@@ -56,6 +49,12 @@ class WGANGPLoss(GANLoss):
 
     def loss_args(self) -> dict[str, Any]:
         return {"gp_lambda": self.gp_lambda, "n_critic": self.n_critic}
+
+    def check_args(self) -> list[str]:
+        problems = super().check_args()
+        if not self.gp_lambda >= 0:
+            problems.append(f"gp_lambda must be >= 0, got {self.gp_lambda!r}")
+        return problems
 
     def discriminator_loss(
         self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None
@@ -67,7 +66,8 @@ class WGANGPLoss(GANLoss):
         self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
         """D(fake) - D(real), then lambda * GP: the critic pass's activations are freed before
-        the penalty's double-backward graph is built (lower peak memory, same gradients)."""
+        the penalty's double-backward graph is built (lower peak memory, same gradients).
+        With `joint_pass` (set by the trainer) the critic scores cat(real, fake) in one pass."""
         if self.joint_pass:
             d_real, d_fake = discriminator(torch.cat([real, fake.to(real.dtype)])).chunk(2)
             d_real, d_fake = d_real.mean(), d_fake.mean()
@@ -102,6 +102,8 @@ def ganzoo_register_architectures(register: Register) -> None:
             resolutions=(64, 128),
             default_loss="wgan-gp",
             description="WGAN-GP as in the study: InstanceNorm critic without sigmoid",
+            per_sample_critic=True,
+            fast_layer_swaps=True,
         ),
     )
 

@@ -12,10 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganzoo.errors import GanzooError
-from ganzoo.hookspecs import Register, hookimpl
-from ganzoo.losses import GANLoss
-from ganzoo.models import has_batch_norm
+from ganzoo.api import GANLoss, Register, has_batch_norm, hookimpl
 
 
 def hinge_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -43,15 +40,18 @@ class HingeLoss(GANLoss):
     optimizer_defaults: dict[str, Any] = {"lr": 2e-4, "betas": (0.5, 0.999)}
 
     def __init__(self, r1_gamma: float = 0.0, n_critic: int = 1) -> None:
-        if r1_gamma < 0:
-            raise GanzooError(f"hinge: r1_gamma must be >= 0, got {r1_gamma}")
-        if n_critic < 1:
-            raise GanzooError(f"hinge: n_critic must be >= 1, got {n_critic}")
-        self.r1_gamma = float(r1_gamma)
-        self.n_critic = int(n_critic)
+        self.r1_gamma = r1_gamma
+        self.n_critic = n_critic
 
     def loss_args(self) -> dict[str, Any]:
         return {"r1_gamma": self.r1_gamma, "n_critic": self.n_critic}
+
+    def check_args(self) -> list[str]:
+        """ganzoo has checked the types against `__init__`'s annotations; the ranges are ours."""
+        problems = super().check_args()
+        if not self.r1_gamma >= 0:
+            problems.append(f"r1_gamma must be >= 0, got {self.r1_gamma!r}")
+        return problems
 
     def discriminator_loss(
         self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None

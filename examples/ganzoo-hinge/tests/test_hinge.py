@@ -9,10 +9,8 @@ import torch
 from torch import nn
 
 import ganzoo_hinge
-from ganzoo.errors import GanzooError
-from ganzoo.losses import build_loss
-from ganzoo.models import create_gan
-from ganzoo.plugins import register_plugin, registry, unregister_plugin
+from ganzoo.api import GanzooError, build_loss, create_gan, registry
+from ganzoo.plugins import register_plugin, unregister_plugin
 from ganzoo_hinge import HingeLoss, hinge_discriminator_loss, hinge_generator_loss
 
 # D(x) = a * ||x||^2 / 2 - 1, so grad_x D = a * x and every value below is easy to work out.
@@ -85,11 +83,15 @@ def test_r1_on_a_real_critic_is_finite() -> None:
     assert all(torch.isfinite(p.grad).all() for p in critic.parameters() if p.grad is not None)
 
 
-def test_options_round_trip_and_validation() -> None:
-    loss = HingeLoss(r1_gamma=5, n_critic=2)
-    assert HingeLoss(**loss.loss_args()).loss_args() == {"r1_gamma": 5.0, "n_critic": 2}
-    with pytest.raises(GanzooError, match="r1_gamma"):
-        HingeLoss(r1_gamma=-1.0)
+def test_options_round_trip_and_validation(hinge_registered: None) -> None:
+    loss = build_loss("hinge", r1_gamma=5, n_critic=2)
+    assert build_loss("hinge", **loss.loss_args()).loss_args() == {"r1_gamma": 5.0, "n_critic": 2}
+    with pytest.raises(GanzooError, match="r1_gamma must be >= 0"):
+        build_loss("hinge", r1_gamma=-1.0)
+    with pytest.raises(GanzooError, match="r1_gamma must be a number"):
+        build_loss("hinge", r1_gamma="abc")
+    with pytest.raises(GanzooError, match="n_critic must be an integer >= 1"):
+        build_loss("hinge", n_critic=0)
 
 
 def test_r1_with_batchnorm_warns() -> None:
