@@ -21,8 +21,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .console import logger
-from .errors import CheckpointError
-from .models import GAN, create_gan
+from .errors import CheckpointError, GanzooError
+from .models import GAN, Normalization, create_gan
 from .paths import dump_json, fsync_dir
 
 FORMAT_VERSION = 1
@@ -71,7 +71,8 @@ def write_checkpoint(
             (tmp / STATE_JSON_FILE).write_text(dump_json(state_json or {}))
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
         # config.json last: its presence marks the checkpoint complete.
-        (tmp / CONFIG_FILE).write_text(dump_json({**config, "components": components}))
+        saved = {**config, "normalization": gan.normalization.to_dict(), "components": components}
+        (tmp / CONFIG_FILE).write_text(dump_json(saved))
         for path in tmp.iterdir():
             path.chmod(0o644)
             with open(path, "rb") as f:
@@ -203,8 +204,25 @@ def load_gan(path: str | Path, device: str | torch.device = "cpu") -> GAN:
         prefix = f"{component}."
         state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         getattr(gan, component).load_state_dict(state, strict=True)
+    gan.normalization = saved_normalization(path, config)
     gan.checkpoint_config = config
     return gan.to(device)
+
+
+def saved_normalization(path: Path, config: dict[str, Any]) -> Normalization:
+    """The generator's output units; checkpoints from before they were saved count as [-1, 1]."""
+    if "normalization" not in config:
+        training = config.get("training")
+        if isinstance(training, dict) and training.get("normalize", "none") != "none":
+            logger.warning(
+                "%s was trained with --normalize %s but does not record the data's mean/std: "
+                "its samples are read as [-1, 1] and their intensities will be off", path, training["normalize"]
+            )
+        return Normalization()
+    try:
+        return Normalization.from_dict(config["normalization"])
+    except GanzooError as error:
+        raise CheckpointError(f"{path / CONFIG_FILE}: {error}") from None
 
 
 def _model_kwargs(model_args: dict[str, Any]) -> dict[str, Any]:

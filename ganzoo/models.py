@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -32,16 +33,66 @@ class Architecture:
     fast_layer_swaps: bool = False
 
 
-class GAN(nn.Module):
-    """A generator/discriminator pair plus the arguments that rebuild it."""
+@dataclass(frozen=True)
+class Normalization:
+    """The units the generator was trained in: x = (pixel01 - mean) / std.
 
-    def __init__(self, architecture: str, generator: nn.Module, discriminator: nn.Module, model_args: dict[str, Any]):
+    mean = std = 0.5 is plain [-1, 1] scaling (`--normalize none`); `--normalize torch` uses the
+    data's own mean/std. Saved in config.json, so `GAN.sample` can always return [-1, 1] images.
+    """
+
+    mean: float = 0.5
+    std: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise GanzooError(f"normalization {name} must be a finite number, got {value!r}")
+        if self.std <= 0:
+            raise GanzooError(f"normalization std must be > 0, got {self.std}")
+
+    @classmethod
+    def from_dict(cls, values: Any) -> "Normalization":
+        if not isinstance(values, dict) or set(values) != {"mean", "std"}:
+            raise GanzooError(f'normalization must be {{"mean": number, "std": number}}, got {values!r}')
+        return cls(values["mean"], values["std"])
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean": float(self.mean), "std": float(self.std)}
+
+    @property
+    def is_unit_range(self) -> bool:
+        return self.mean == 0.5 and self.std == 0.5
+
+    def to_unit_range(self, x: torch.Tensor) -> torch.Tensor:
+        """Generator output in these units -> images in [-1, 1] (2 * pixel01 - 1).
+
+        Values that stand for pixels outside [0, 1] are clamped: no image can show them.
+        """
+        if self.is_unit_range:
+            return x
+        return ((x * self.std + self.mean) * 2 - 1).clamp(-1, 1)
+
+
+class GAN(nn.Module):
+    """A generator/discriminator pair, the arguments that rebuild it and its output units."""
+
+    def __init__(
+        self,
+        architecture: str,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        model_args: dict[str, Any],
+        normalization: Normalization = Normalization(),
+    ):
         super().__init__()
         self.architecture = architecture
         self.model_args = dict(model_args)
         self.generator = generator
         self.discriminator = discriminator
         self.generator_ema: nn.Module | None = None
+        self.normalization = normalization
 
     @property
     def noise_dim(self) -> int:
@@ -68,7 +119,8 @@ class GAN(nn.Module):
         """`n` images in [-1, 1], shape (n, C, H, W); the same seed gives the same images.
 
         Noise is drawn on the CPU so a seed means the same images on every device; the
-        generator runs in eval mode so an image does not depend on its batch-mates.
+        generator runs in eval mode so an image does not depend on its batch-mates. The
+        training normalisation is undone, so every consumer sees the same intensity scale.
         """
         if n < 0:
             raise GanzooError(f"number of samples must be >= 0, got {n}")
@@ -77,7 +129,10 @@ class GAN(nn.Module):
         was_training = net.training
         net.eval()
         try:
-            chunks = [net(z[i : i + batch_size].to(self.device)).float().cpu() for i in range(0, n, batch_size)]
+            chunks = [
+                self.normalization.to_unit_range(net(z[i : i + batch_size].to(self.device)).float().cpu())
+                for i in range(0, n, batch_size)
+            ]
         finally:
             net.train(was_training)
         if not chunks:

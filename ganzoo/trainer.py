@@ -50,7 +50,7 @@ from .images import to_uint8, write_grid
 from .errors import CheckpointError, GanzooError, TrainingDiverged, TrainingInterrupted
 from .fast import PRECISIONS, FastOptions, FloatScores, GraphedStep, frozen, swap_instance_norms, swap_thin_convs
 from .losses import GANLoss, build_loss
-from .models import GAN, create_gan, get_architecture
+from .models import GAN, Normalization, create_gan, get_architecture
 from .plugins import plugin_versions
 from .runtime import derived_seed, environment_versions, resolve_device, seed_everything
 from .version import __version__
@@ -114,6 +114,7 @@ class Trainer:
             raise GanzooError(f"batch size {self.batch_size} is not divisible by the {self.shard.world} processes")
         self.real = self.data.images.to(self.device)
         self.mean_std = self.data.mean_std() if config.normalize == "torch" else (0.5, 0.5)
+        self.gan.normalization = Normalization(*self.mean_std)  # saved with the model; sample() undoes it
         self.out = Path(config.out or default_run_dir(config))
         self._epoch_order: tuple[int, torch.Tensor] | None = None
 
