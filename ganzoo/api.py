@@ -9,7 +9,8 @@ may change. Grouped by what a plugin adds:
 - a dataset: `DatasetSpec`, `DatasetOptions`, `ImageSet`, `Preprocessing`, `preprocess`, decoding and the dataset cache
 - an augmentation: `Augmentation`
 - a metric or feature space: `Metric`, `FeatureExtractor`, `MetricContext`, `evaluate`
-- a hub backend: `HubBackend`, `ModelVersion`, `write_manifest`, `MANIFEST_FILE`
+- a hub backend: `HubBackend`, `ModelVersion`, `write_manifest`, `file_entries`, `MANIFEST_FILE`, `MAX_MANIFEST_BYTES`
+- hub commands: `hub_push`, `hub_pull`, `hub_show`, `hub_list_models`, `get_hub`
 - a command: `load`, `train`, `TrainConfig`, checkpoints, images, paths and runtime helpers
 """
 
@@ -50,12 +51,16 @@ from .evaluation import (
     real_images_for,
 )
 from .hookspecs import Register, hookimpl
+from .hub import list_models as hub_list_models
 from .hub import load_checkpoint as load
+from .hub import pull as hub_pull
+from .hub import push as hub_push
 from .hub import resolve_checkpoint
+from .hub import show as hub_show
 from .images import to_uint8, write_grid, write_png
-from .locations import HubBackend, ModelVersion, validate_name, validate_version
+from .locations import HubBackend, ModelVersion, get_hub, validate_name, validate_version
 from .losses import GANLoss, build_loss
-from .manifest import MANIFEST_FILE, write_manifest
+from .manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, file_entries, write_manifest
 from .models import GAN, Architecture, create_gan, has_batch_norm, init_dcgan_weights
 from .nets import conv_discriminator, conv_generator
 from .paths import atomic_write_bytes, atomic_write_text, cache_dir, dump_json, file_sha256, fsync_dir, ganzoo_home
@@ -65,13 +70,13 @@ from .trainer import train
 from .version import __version__
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "MANIFEST_FILE", "Architecture", "Augmentation", "CheckpointError", "DataError", "DatasetOptions",
+    "IMAGE_EXTENSIONS", "MANIFEST_FILE", "MAX_MANIFEST_BYTES", "Architecture", "Augmentation", "CheckpointError", "DataError", "DatasetOptions",
     "DatasetSpec", "FeatureExtractor", "GAN", "GANLoss", "GanzooError", "HubBackend", "ImageSet", "Metric", "MetricContext",
     "ModelVersion", "Preprocessing", "Register", "TrainConfig", "TrainingDiverged", "TrainingInterrupted", "UnreadableImage",
     "__version__", "atomic_write_bytes", "atomic_write_text", "build_loss", "cache_dir", "cache_key", "compute_metrics", "console",
     "conv_discriminator", "conv_generator", "create_gan", "decode_grayscale", "dump_json", "environment_versions", "evaluate",
-    "file_sha256", "find_checkpoint", "fsync_dir", "ganzoo_home", "get_feature_extractor", "get_metrics", "has_batch_norm",
-    "hookimpl", "init_dcgan_weights", "list_image_files", "load", "load_cached", "load_dataset", "load_gan", "logger",
+    "file_entries", "file_sha256", "find_checkpoint", "fsync_dir", "ganzoo_home", "get_feature_extractor", "get_hub", "get_metrics", "has_batch_norm",
+    "hookimpl", "hub_list_models", "hub_pull", "hub_push", "hub_show", "init_dcgan_weights", "list_image_files", "load", "load_cached", "load_dataset", "load_gan", "logger",
     "per_sample_rand", "preprocess", "progress", "read_config", "read_config_file", "read_grayscale", "real_baseline",
     "real_data_options", "real_images_for", "registry", "resolve_checkpoint", "resolve_device", "seed_everything",
     "store_cached", "to_uint8", "train", "validate_name", "validate_version", "write_grid", "write_manifest", "write_png",

@@ -1,9 +1,11 @@
+import os
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from ganzoo import data as data_mod
+import ganzoo_datasets.folder as folder_mod
 from ganzoo.data import DatasetOptions, Preprocessing, load_dataset, read_grayscale, to_model_input
 from ganzoo.errors import DataError
 
@@ -50,6 +52,52 @@ def test_metadata_missing_columns(tmp_path, image_folder):
     (image_folder / "metadata.csv").write_text("path,class\nx.png,a\n")
     with pytest.raises(DataError, match="lacks column"):
         load_dataset("folder", opts(image_folder))
+
+
+def flat_folder_with_metadata(root, image_folder, names):
+    """`names` as metadata.csv rows (label 'x'), each a copy of one of the fixture's PNGs."""
+    root.mkdir(exist_ok=True)
+    png = next(image_folder.rglob("*.png")).read_bytes()
+    for name in names:
+        inside = os.path.normpath(name)
+        if not os.path.isabs(name) and not inside.startswith(".."):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / inside).write_bytes(png)
+    (root / "metadata.csv").write_text("file,label\n" + "".join(f"{name},x\n" for name in names))
+    return png
+
+
+def test_metadata_names_stay_inside_the_data_folder(tmp_path, image_folder):
+    root = tmp_path / "data"
+    png = flat_folder_with_metadata(root, image_folder, ["ok.png", "../outside.png"])
+    (tmp_path / "outside.png").write_bytes(png)  # a valid image, so only the refusal keeps it out
+    with pytest.raises(DataError, match=r"metadata.csv row 3: '\.\./outside.png' resolves outside .*data; refused"):
+        load_dataset("folder", opts(root))
+
+    flat_folder_with_metadata(root, image_folder, ["ok.png", "sub/../../outside.png"])
+    with pytest.raises(DataError, match=r"row 3: 'sub/\.\./\.\./outside.png' resolves outside"):
+        load_dataset("folder", opts(root))
+
+    flat_folder_with_metadata(root, image_folder, [str(tmp_path / "outside.png")])
+    with pytest.raises(DataError, match=r"row 2: '/.*outside.png' is an absolute path; .* refused"):
+        load_dataset("folder", opts(root))
+
+
+def test_metadata_symlink_out_of_the_data_folder_is_refused(tmp_path, image_folder):
+    root = tmp_path / "data"
+    png = flat_folder_with_metadata(root, image_folder, ["ok.png", "link.png"])
+    (tmp_path / "outside.png").write_bytes(png)
+    (root / "link.png").unlink()
+    (root / "link.png").symlink_to(tmp_path / "outside.png")
+    with pytest.raises(DataError, match="row 3: 'link.png' resolves outside"):
+        load_dataset("folder", opts(root))
+
+
+def test_metadata_nested_names_inside_the_folder_work(tmp_path, image_folder):
+    root = tmp_path / "data"
+    flat_folder_with_metadata(root, image_folder, ["a/b/one.png", "a/./two.png", "a/c/../three.png"])
+    data = load_dataset("folder", opts(root))
+    assert len(data) == 3 and sorted(data.files) == ["a/b/one.png", "a/c/../three.png", "a/two.png"] and data.skipped == 0
 
 
 def test_bad_files_are_skipped_with_a_count(image_folder, caplog):
@@ -113,7 +161,7 @@ def test_second_load_comes_from_the_cache(image_folder, monkeypatch):
     def no_decoding(path):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(data_mod, "read_grayscale", no_decoding)
+    monkeypatch.setattr(folder_mod, "decode_grayscale", no_decoding)
     second = load_dataset("folder", opts(image_folder))
     assert torch.equal(first.images, second.images) and first.fingerprint == second.fingerprint
     # Changing a file's content changes the key: it is decoded again.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,16 +28,14 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 import ganzoo
-import ganzoo.checkpoint
 from ganzoo import hub
 from ganzoo.cli import build_app
 from ganzoo.errors import CheckpointError, GanzooError
+from ganzoo.locations import is_location
+from ganzoo.manifest import MAX_MANIFEST_BYTES, verify_snapshot
 from ganzoo.plugins import registry
 
 PUSHED_FILES = {"config.json", "model.safetensors", "README.md", "samples.png", "manifest.json"}
-# `ganzoo.load("hub:...")` and `ganzoo generate hub:...` need the one-line hook in resolve_checkpoint.
-HOOKED = "resolve_location" in inspect.getsource(ganzoo.checkpoint)
-needs_hook = pytest.mark.skipif(not HOOKED, reason="ganzoo.checkpoint.resolve_checkpoint does not call ganzoo.hub.resolve_location yet")
 pytestmark = pytest.mark.filterwarnings("ignore:no license given")
 METRICS = {"fid": {"value": 41.25, "samples": 500}, "kid": 0.031}
 
@@ -132,11 +130,11 @@ def test_default_hub_and_hub_scheme(run_dir: Path, ganzoo_home: Path) -> None:
     ref = hub.push(run_dir, "home-model")
     assert ref.location == "hub:home-model@1"
     assert (ganzoo_home / "hub" / "home-model" / "1" / "manifest.json").is_file()
-    assert hub.resolve_location("hub:home-model").name == "1"
-    assert hub.resolve_location(Path("hub:home-model")) == Path("hub:home-model")  # a Path is a path
-    assert hub.resolve_location("runs/a:b") == Path("runs/a:b")
+    assert hub.resolve_checkpoint("hub:home-model").name == "1"
+    assert not is_location(Path("hub:home-model"))  # a Path is a path
+    assert not is_location("runs/a:b")
     with pytest.raises(GanzooError, match="unknown hub scheme 's3'; known: hub, hf-hub, local-dir"):
-        hub.resolve_location("s3:bucket/model")
+        hub.resolve_checkpoint("s3:bucket/model")
     with pytest.raises(GanzooError, match="is not a hub URI; write local-dir:"):
         hub.pull("home-model", hub="/some/dir")
 
@@ -185,7 +183,14 @@ def test_cli_push_list_show_pull(run_dir: Path, hub_dir: Path, hub_uri: str, tmp
     assert result.exit_code == 2 and "invalid model name" in result.output
 
 
-@needs_hook
+def test_cli_hub_error_is_one_line_with_exit_code_2() -> None:
+    result = CliRunner().invoke(build_app(), ["hub", "pull", "hub:nope"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "'nope' not found" in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
 def test_load_and_generate_accept_hub_locations(run_dir: Path, tmp_path: Path) -> None:
     hub.push(run_dir, "gen")
     original = ganzoo.load(str(run_dir)).sample(4, seed=2)
@@ -210,7 +215,7 @@ def test_tampered_cache_is_pulled_again(pushed: Path, hub_uri: str) -> None:
     (cached / "config.json").write_text("{}")
     with pytest.warns(UserWarning, match="failed verification"):
         again = hub.pull("model", hub_uri)
-    assert again == cached and hub.verify_snapshot(again)
+    assert again == cached and verify_snapshot(again)
 
 
 @pytest.mark.parametrize("bad", ["model.bin", "weights.pt", "../config.json", "sub/x.json"])
@@ -311,11 +316,14 @@ def test_concurrent_pushes_from_two_processes(run_dir: Path, hub_dir: Path, hub_
     assert sorted((r.name, r.version) for r in rows if r.name == "shared") == [("shared", str(v)) for v in range(1, 5)]
     assert {r.name for r in rows} == {"alpha", "beta", "shared", "race"}
     for row in rows:
-        hub.verify_snapshot(hub_dir / row.name / row.version, row.name, row.version)
+        verify_snapshot(hub_dir / row.name / row.version, row.name, row.version)
     assert not [p for p in hub_dir.rglob(".*") if p.name != ".lock"]
 
 
 # -- the Hugging Face backend against a local fake Hub ------------------------------------
+
+
+ENDLESS_CAP = 256 << 20
 
 
 class FakeHub(ThreadingHTTPServer):
@@ -327,6 +335,10 @@ class FakeHub(ThreadingHTTPServer):
         self.repos: dict[str, dict[str, Any]] = {}
         self.requests: list[str] = []
         self.lock = threading.Lock()
+        # Files served as their bytes then zeros without end (no Content-Length), and how much
+        # of each was sent before the client hung up.
+        self.endless: set[str] = set()
+        self.sent: dict[str, int] = {}
 
     @property
     def endpoint(self) -> str:
@@ -361,6 +373,23 @@ class FakeHubHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _stream_endlessly(self, filename: str, data: bytes, headers: dict[str, str]) -> None:
+        """`data`, then zeros until the client hangs up (or ENDLESS_CAP bytes: a client that never stops)."""
+        self.send_response(200)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        sent, block = 0, data + bytes(1 << 16)
+        try:
+            while sent < ENDLESS_CAP:
+                self.wfile.write(block)
+                sent += len(block)
+                block = bytes(1 << 16)
+        except OSError:  # the client hung up
+            pass
+        self.server.sent[filename] = sent
+        self.close_connection = True
+
     def _error(self, status: int, code: str) -> None:
         self._reply(status, headers={"X-Error-Code": code, "X-Error-Message": code}, json_body={"error": code})
 
@@ -393,7 +422,10 @@ class FakeHubHandler(BaseHTTPRequestHandler):
             if data is None:
                 return self._reply(404, headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit})
             etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-            return self._reply(200, data, {"X-Repo-Commit": commit, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"})
+            headers = {"X-Repo-Commit": commit, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"}
+            if filename in self.server.endless and self.command == "GET":
+                return self._stream_endlessly(filename, data, headers)
+            return self._reply(200, data, headers)
         self._error(404, "NotFound")
 
     def do_POST(self) -> None:
@@ -479,7 +511,6 @@ def test_hf_hub_push_and_pull_against_a_local_server(run_dir: Path, fake_hf: Fak
     assert downloads and all(f"/resolve/{repo['tags']['1']}/" in r or "/manifest.json" in r or repo["refs"]["main"] in r for r in downloads)
 
 
-@needs_hook
 def test_load_accepts_hf_hub_locations(run_dir: Path, fake_hf: FakeHub) -> None:
     hub.push(run_dir, "hf-hub:lab/loadable")
     original = ganzoo.load(str(run_dir)).sample(3, seed=9)
@@ -509,6 +540,34 @@ def test_hf_hub_refuses_tampered_and_manifestless_repos(run_dir: Path, fake_hf: 
         hub.pull("hf-hub:lab/missing")
     with pytest.raises(GanzooError, match="ORG/NAME"):
         hub.pull("hf-hub:no-org")
+
+
+def sent_before_hang_up(fake_hf: FakeHub, filename: str) -> int:
+    """Bytes of `filename` the server wrote before the client closed the connection."""
+    for _ in range(500):
+        if filename in fake_hf.sent:
+            return fake_hf.sent[filename]
+        time.sleep(0.01)
+    raise AssertionError(f"the server is still sending {filename}")
+
+
+def test_hf_hub_download_stops_at_the_manifest_size(run_dir: Path, fake_hf: FakeHub, ganzoo_home: Path) -> None:
+    hub.push(run_dir, "hf-hub:lab/bloated")
+    commit = fake_hf.repos["lab/bloated"]["refs"]["main"]
+    declared = json.loads(fake_hf.repos["lab/bloated"]["commits"][commit]["manifest.json"])["files"]["model.safetensors"]["size"]
+    fake_hf.endless.add("model.safetensors")
+    with pytest.raises(CheckpointError, match=rf"model.safetensors is over {declared} bytes, the manifest says {declared}; refused"):
+        hub.pull("hf-hub:lab/bloated")
+    assert sent_before_hang_up(fake_hf, "model.safetensors") < declared + (32 << 20)  # stopped, not read to the end
+    assert not [p for p in (ganzoo_home / "cache").rglob("*") if p.is_file()]  # nothing stays in the cache
+
+    fake_hf.endless.add("manifest.json")
+    with pytest.raises(CheckpointError, match=rf"manifest.json is over {MAX_MANIFEST_BYTES} bytes; refused"):
+        hub.pull("hf-hub:lab/bloated")
+    with pytest.raises(CheckpointError, match="manifest.json is over"):
+        hub.show("hf-hub:lab/bloated")
+    assert sent_before_hang_up(fake_hf, "manifest.json") < MAX_MANIFEST_BYTES + (32 << 20)
+    assert not [p for p in (ganzoo_home / "cache").rglob("*") if p.is_file()]
 
 
 def test_hf_hub_names_the_extra_when_huggingface_hub_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

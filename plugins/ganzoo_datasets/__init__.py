@@ -1,39 +1,11 @@
-"""Built-in plugin: the `folder` dataset and the `synthetic-cxr` phantom dataset."""
+"""Built-in plugin: the `folder` dataset (folder.py) and the `synthetic-cxr` phantoms (synthetic.py)."""
 
 from __future__ import annotations
 
-import hashlib
+from ganzoo.api import DatasetSpec, Register, hookimpl
 
-import numpy as np
-import torch
-
-from ganzoo.data import DatasetOptions, DatasetSpec, ImageSet, load_folder, preprocess
-from ganzoo.errors import DataError
-from ganzoo.hookspecs import Register, hookimpl
-
-SYNTHETIC_DEFAULT_COUNT = 512
-
-
-def load_synthetic_cxr(options: DatasetOptions) -> ImageSet:
-    """Procedural chest-radiograph phantoms: synthetic, no patient data, deterministic per seed."""
-    from .phantoms import LABELS, render_phantoms
-
-    if options.path:
-        raise DataError("dataset 'synthetic-cxr' is generated and takes no --data path")
-    if options.label is not None and options.label not in LABELS:
-        raise DataError(f"synthetic-cxr has labels {', '.join(LABELS)}; got --label {options.label!r}")
-    count = options.max_images or SYNTHETIC_DEFAULT_COUNT
-    prep = options.preprocessing
-    raw, labels = render_phantoms(count, prep.resolution, seed=options.seed, label=options.label)
-    images = np.stack([preprocess(image, prep) for image in raw])
-    fingerprint = hashlib.sha256(images.tobytes()).hexdigest()[:16]
-    return ImageSet(
-        name="synthetic-cxr",
-        images=torch.from_numpy(images).unsqueeze(1),
-        fingerprint=fingerprint,
-        files=[f"phantom-{i:05d}" for i in range(count)],
-        labels=list(labels),
-    )
+from .folder import load_folder
+from .synthetic import load_synthetic_cxr
 
 
 @hookimpl

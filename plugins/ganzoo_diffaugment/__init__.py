@@ -19,9 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ganzoo.augment import Augmentation
-from ganzoo.errors import GanzooError
-from ganzoo.hookspecs import Register, hookimpl
+from ganzoo.api import Augmentation, GanzooError, Register, hookimpl
 
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5

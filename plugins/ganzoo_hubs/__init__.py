@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ganzoo.hookspecs import Register, hookimpl
+from ganzoo.api import Register, hookimpl
 
 from .hf import HfHub
 from .local import LocalDirHub

@@ -1,4 +1,4 @@
-"""`ganzoo hub push|pull|list|show`: a thin layer over `ganzoo.hub`."""
+"""`ganzoo hub push|pull|list|show`: a thin layer over the kernel's hub functions (ganzoo.api `hub_*`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ganzoo import hub
-from ganzoo.cli import handle_errors
-from ganzoo.console import console
-from ganzoo.errors import GanzooError
+from ganzoo.api import GanzooError, console, get_hub, hub_list_models, hub_pull, hub_push, hub_show
 
 hub_app = typer.Typer(
     help="Share checkpoints through model hubs: local-dir (a shared directory) or hf-hub. Research use only.",
@@ -31,7 +28,6 @@ HubOption = Annotated[
 
 
 @hub_app.command()
-@handle_errors
 def push(
     checkpoint: Annotated[str, typer.Argument(help="Checkpoint or run directory.")],
     name: Annotated[str, typer.Argument(help="NAME[@VERSION], or a location such as hf-hub:org/name.")],
@@ -42,7 +38,7 @@ def push(
     seed: Annotated[int, typer.Option(help="Seed of the model card's sample grid.")] = 0,
 ) -> None:
     """Publish the generator (never trainer state) as an immutable version; prints its location."""
-    ref = hub.push(
+    ref = hub_push(
         checkpoint,
         name,
         hub_uri,
@@ -56,36 +52,33 @@ def push(
 
 
 @hub_app.command()
-@handle_errors
 def pull(
     name: Annotated[str, typer.Argument(help="NAME[@VERSION] (latest when no version), or a location.")],
     hub_uri: HubOption = None,
     force: Annotated[bool, typer.Option(help="Download again even when a verified copy is cached.")] = False,
 ) -> None:
     """Download a model, verify every file against its manifest, and print the local directory."""
-    typer.echo(str(hub.pull(name, hub_uri, force=force)))
+    typer.echo(str(hub_pull(name, hub_uri, force=force)))
 
 
 @hub_app.command("list")
-@handle_errors
 def list_(hub_uri: HubOption = None) -> None:
     """List every model and version on a hub."""
-    table = Table(title=hub.get_hub(hub_uri).uri, title_justify="left")
+    table = Table(title=get_hub(hub_uri).uri, title_justify="left")
     for column in ("name", "version", "created", "size", "ganzoo"):
         table.add_column(column)
-    for row in hub.list_models(hub_uri):
+    for row in hub_list_models(hub_uri):
         table.add_row(row.name, row.version, row.created or "?", _size(row.size), row.ganzoo_version or "?")
     typer.echo(_render(table))
 
 
 @hub_app.command()
-@handle_errors
 def show(
     name: Annotated[str, typer.Argument(help="NAME[@VERSION] (latest when no version), or a location.")],
     hub_uri: HubOption = None,
 ) -> None:
     """Print a model's verified model card and metrics (downloads only the card and manifest)."""
-    info = hub.show(name, hub_uri)
+    info = hub_show(name, hub_uri)
     files = info.manifest["files"]
     typer.echo(
         f"{info.location}  created {info.manifest.get('created', '?')}  ganzoo {info.manifest.get('ganzoo_version', '?')}  "

@@ -3,21 +3,29 @@
 A ganzoo checkpoint directory is already a Hub model repository (config.json,
 model.safetensors, README.md); a push adds manifest.json and samples.png in one commit
 and tags it with the version. A pull resolves the revision to one commit first, so every
-file comes from the same commit, and ganzoo.hub verifies each against the manifest.
+file comes from the same commit, and the kernel verifies each against the manifest.
+Downloads stream into a file that refuses to grow past the manifest's size for it, so a
+broken or hostile server cannot fill the disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from ganzoo import __version__
-from ganzoo.errors import CheckpointError, GanzooError
-from ganzoo.hub import MANIFEST_FILE, HubBackend, write_manifest
+from ganzoo.api import (
+    MANIFEST_FILE,
+    MAX_MANIFEST_BYTES,
+    CheckpointError,
+    GanzooError,
+    HubBackend,
+    __version__,
+    write_manifest,
+)
 
 EXTRA_HINT = "pip install 'ganzoo[hub]'"
 HTTP_CONFLICT = 409
@@ -27,6 +35,7 @@ def import_hf() -> Any:
     """huggingface_hub, imported only when an hf-hub location is used."""
     try:
         import huggingface_hub
+        import huggingface_hub.file_download  # noqa: F401  (http_get: a streamed download we can cap)
         import huggingface_hub.utils  # noqa: F401  (its error classes exist in every release we support)
     except ImportError:
         raise GanzooError(f"hf-hub locations need the optional huggingface_hub package: {EXTRA_HINT}") from None
@@ -56,8 +65,6 @@ class HfHub(HubBackend):
         return self.address or os.environ.get("HF_ENDPOINT") or None
 
     def cache_key(self) -> str:
-        import hashlib
-
         endpoint = self.endpoint or "https://huggingface.co"
         return f"{self.scheme}-{hashlib.sha256(endpoint.encode()).hexdigest()[:16]}"
 
@@ -102,20 +109,43 @@ class HfHub(HubBackend):
         return str(metadata.commit_hash)
 
     def fetch(self, name: str, snapshot: str, filename: str, dest: Path, size: int | None = None) -> None:
+        """Stream one file of the commit into `dest`, stopping at the first byte past `size`
+        (the manifest's size; `MAX_MANIFEST_BYTES` for the manifest itself)."""
         hf = import_hf()
         repo = _repo_id(name)
-        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".hf-download-") as tmp:
-            with _hf_errors(f"hf-hub:{repo}@{snapshot}"):
-                path = hf.hf_hub_download(
-                    repo,
-                    filename,
-                    revision=snapshot,
-                    local_dir=tmp,
-                    endpoint=self.endpoint,
-                    library_name="ganzoo",
-                    library_version=__version__,
-                )
-            shutil.move(str(Path(path).resolve()), str(dest))
+        where = f"hf-hub:{repo}@{snapshot}"
+        if filename == MANIFEST_FILE:
+            size = MAX_MANIFEST_BYTES if size is None else min(size, MAX_MANIFEST_BYTES)
+            refusal = f"{where}: {filename} is over {size} bytes; refused"
+        else:
+            refusal = f"{where}: {filename} is over {size} bytes, the manifest says {size}; refused"
+        url = hf.hf_hub_url(repo, filename, revision=snapshot, endpoint=self.endpoint)
+        headers = hf.utils.build_hf_headers(library_name="ganzoo", library_version=__version__)
+        out = CappedFile(dest, size, refusal)
+        try:
+            with out, _hf_errors(where):
+                hf.file_download.http_get(url, out, headers=headers, displayed_filename=filename)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+
+
+class CappedFile(io.FileIO):
+    """A new file that refuses to grow past `limit` bytes (None: no limit) with CheckpointError."""
+
+    def __init__(self, path: Path, limit: int | None, refusal: str) -> None:
+        super().__init__(path, "xb")
+        self.limit = limit
+        self.refusal = refusal
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if self.limit is not None and self.tell() + len(view) > self.limit:
+            raise CheckpointError(self.refusal)
+        written = 0
+        while written < len(view):
+            written += super().write(view[written:])
+        return written
 
 
 def _repo_id(name: str) -> str:

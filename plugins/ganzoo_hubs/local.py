@@ -20,17 +20,18 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from ganzoo.errors import CheckpointError, GanzooError
-from ganzoo.hub import (
+from ganzoo.api import (
     MANIFEST_FILE,
+    CheckpointError,
+    GanzooError,
     HubBackend,
     ModelVersion,
     file_entries,
+    fsync_dir,
     validate_name,
     validate_version,
     write_manifest,
 )
-from ganzoo.paths import fsync_dir
 
 LOCK_FILE = ".lock"
 LOCK_TIMEOUT_S = 120.0
