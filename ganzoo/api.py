@@ -64,7 +64,7 @@ from .manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, file_entries, write_man
 from .models import GAN, Architecture, create_gan, has_batch_norm, init_dcgan_weights
 from .nets import conv_discriminator, conv_generator
 from .paths import atomic_write_bytes, atomic_write_text, cache_dir, dump_json, file_sha256, fsync_dir, ganzoo_home
-from .plugins import registry
+from .plugins import register_plugin, registry, unregister_plugin
 from .runtime import environment_versions, resolve_device, seed_everything
 from .trainer import train
 from .version import __version__
@@ -78,6 +78,6 @@ __all__ = [
     "file_entries", "file_sha256", "find_checkpoint", "fsync_dir", "ganzoo_home", "get_feature_extractor", "get_hub", "get_metrics", "has_batch_norm",
     "hookimpl", "hub_list_models", "hub_pull", "hub_push", "hub_show", "init_dcgan_weights", "list_image_files", "load", "load_cached", "load_dataset", "load_gan", "logger",
     "per_sample_rand", "preprocess", "progress", "read_config", "read_config_file", "read_grayscale", "real_baseline",
-    "real_data_options", "real_images_for", "registry", "resolve_checkpoint", "resolve_device", "seed_everything",
+    "real_data_options", "real_images_for", "register_plugin", "registry", "unregister_plugin", "resolve_checkpoint", "resolve_device", "seed_everything",
     "store_cached", "to_uint8", "train", "validate_name", "validate_version", "write_grid", "write_manifest", "write_png",
 ]

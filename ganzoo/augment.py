@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .errors import GanzooError
+from .plugins import registry
 
 Transform = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
@@ -40,8 +41,6 @@ class AugmentedDiscriminator(nn.Module):
 
 def build_augmentation(spec: str) -> Transform:
     """`name` or `name:opt1,opt2` (e.g. `diffaugment:color,translation,cutout`) -> transform."""
-    from .plugins import registry
-
     name, _, options = spec.partition(":")
     if not name:
         raise GanzooError(f"--augment must look like NAME or NAME:OPTION,OPTION, got {spec!r}")

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from .data import NORMALIZATIONS
 from .errors import GanzooError
+from .models import get_architecture
 from .runtime import MAX_SEED
 
 DEFAULT_EPOCHS = 25
@@ -113,8 +114,6 @@ class TrainConfig:
     def loss_name(self) -> str:
         if self.loss:
             return self.loss
-        from .models import get_architecture
-
         return get_architecture(self.arch).default_loss
 
     def validate(self) -> None:

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 import ganzoo_hinge
-from ganzoo.api import GanzooError, build_loss, create_gan, registry
-from ganzoo.plugins import register_plugin, unregister_plugin
+from ganzoo.api import GanzooError, build_loss, create_gan, register_plugin, registry, unregister_plugin
 from ganzoo_hinge import HingeLoss, hinge_discriminator_loss, hinge_generator_loss
 
 # D(x) = a * ||x||^2 / 2 - 1, so grad_x D = a * x and every value below is easy to work out.
