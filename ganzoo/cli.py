@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -30,7 +31,7 @@ class ErrorsAsOneLine(TyperGroup):
         except GanzooError as error:
             if os.environ.get("GANZOO_DEBUG"):
                 raise
-            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(getattr(error, "exit_code", 2)) from None
 
 
@@ -45,7 +46,7 @@ app = typer.Typer(
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -140,7 +141,7 @@ def train(**given: Any) -> None:
     if "loss_args" in given and "loss_args" in values:
         given["loss_args"] = {**values["loss_args"], **given["loss_args"]}
     checkpoint = run_training(TrainConfig.from_dict({**values, **given}))
-    console.print(f"checkpoint: {checkpoint}", highlight=False)
+    console.print(escape(f"checkpoint: {checkpoint}"), highlight=False)
 
 
 train.__signature__ = inspect.Signature(_train_parameters())  # type: ignore[attr-defined]
@@ -161,7 +162,7 @@ def generate(
     from .generate import generate_images
 
     paths = generate_images(checkpoint, n=n, out=out, seed=seed, grid=grid, device=device)
-    console.print(f"wrote {len(paths)} image(s) to {out}" + (f" and a grid to {grid}" if grid else ""), highlight=False)
+    console.print(escape(f"wrote {len(paths)} image(s) to {out}" + (f" and a grid to {grid}" if grid else "")), highlight=False)
 
 
 @app.command("list")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
@@ -30,4 +31,4 @@ class ConsoleHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         style = {"WARNING": "yellow", "ERROR": "bold red"}.get(record.levelname, "dim")
-        console.print(f"[{style}]{record.levelname.lower()}:[/] {record.getMessage()}", highlight=False, soft_wrap=True)
+        console.print(f"[{style}]{record.levelname.lower()}:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)

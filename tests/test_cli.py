@@ -108,3 +108,11 @@ def test_subprocess_console_script_and_module(tmp_path):
     assert (tmp_path / "run" / "last" / "model.safetensors").exists()
     out = subprocess.run(["ganzoo", "train", "--arch", "nope"], capture_output=True, text=True, env=env)
     assert out.returncode == 2 and out.stderr.strip() == "error: unknown architecture 'nope'; known: dcgan, wgan-gp"
+
+
+def test_messages_print_square_brackets_literally(tmp_path):
+    """Rich would read `[fid]` as markup and drop it: install hints lost their extras."""
+    missing = tmp_path / "ganzoo[fid].toml"
+    result = CliRunner().invoke(build_app(), ["train", "--config", str(missing)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: config file not found: {missing}"
