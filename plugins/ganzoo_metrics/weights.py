@@ -39,6 +39,7 @@ from ganzoo.api import (
 )
 
 from .fid_helper import FID_HELPER_INSTALL, FID_HELPER_SHA1, convert_torchscript_tensors, fid_helper_file
+from .network import build_inception_layers
 from .torchscript import read_torchscript_tensors
 
 EXTRACTOR_NAME = "ganzoo-inception-v3-compat"
@@ -81,40 +82,6 @@ def require_torch_fidelity() -> Any:
 
 
 # -- torch-fidelity's network, loading ganzoo's safetensors ------------------------------------------
-
-
-def _build_inception_layers(module: torch.nn.Module) -> None:
-    """The exact submodules of torch-fidelity's FeatureExtractorInceptionV3, without its loading."""
-    from torch_fidelity.feature_extractor_inceptionv3 import (
-        BasicConv2d,
-        InceptionA,
-        InceptionB,
-        InceptionC,
-        InceptionD,
-        InceptionE_1,
-        InceptionE_2,
-    )
-
-    module.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
-    module.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
-    module.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
-    module.MaxPool_1 = torch.nn.MaxPool2d(kernel_size=3, stride=2)
-    module.Conv2d_3b_1x1 = BasicConv2d(64, 80, kernel_size=1)
-    module.Conv2d_4a_3x3 = BasicConv2d(80, 192, kernel_size=3)
-    module.MaxPool_2 = torch.nn.MaxPool2d(kernel_size=3, stride=2)
-    module.Mixed_5b = InceptionA(192, pool_features=32)
-    module.Mixed_5c = InceptionA(256, pool_features=64)
-    module.Mixed_5d = InceptionA(288, pool_features=64)
-    module.Mixed_6a = InceptionB(288)
-    module.Mixed_6b = InceptionC(768, channels_7x7=128)
-    module.Mixed_6c = InceptionC(768, channels_7x7=160)
-    module.Mixed_6d = InceptionC(768, channels_7x7=160)
-    module.Mixed_6e = InceptionC(768, channels_7x7=192)
-    module.Mixed_7a = InceptionD(768)
-    module.Mixed_7b = InceptionE_1(1280)
-    module.Mixed_7c = InceptionE_2(2048)
-    module.AvgPool = torch.nn.AdaptiveAvgPool2d(output_size=(1, 1))
-    module.fc = torch.nn.Linear(2048, 1008)
 
 
 _EXTRACTOR_CLASS: type | None = None
@@ -161,7 +128,7 @@ def extractor_class() -> type:
         def _skeleton(self, name: str, features_list: list[str], dtype: str | None = None) -> None:
             FeatureExtractorBase.__init__(self, name, features_list)
             self.feature_extractor_internal_dtype = text_to_dtype(dtype, "float32")
-            _build_inception_layers(self)
+            build_inception_layers(self)
 
         @classmethod
         def from_state(cls, state: Mapping[str, torch.Tensor], features_list: Sequence[str] = (POOL,)) -> "GanzooInceptionV3":
