@@ -33,8 +33,8 @@ def model_card(config: dict[str, Any], extra: dict[str, Any] | None = None) -> s
         **(extra or {}),
     }
     synthetic_note = (
-        "\nThe training data were **procedurally drawn phantoms** (`synthetic-cxr`), not patient images.\n"
-        if dataset.get("name") == "synthetic-cxr"
+        f"\nThe training data were **synthetic** (dataset `{dataset.get('name')}`), not patient images.\n"
+        if dataset.get("synthetic")
         else ""
     )
     return (

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .data import NORMALIZATIONS
+from .data import NORMALIZATIONS, default_dataset
 from .errors import GanzooError
 from .models import get_architecture
 from .runtime import MAX_SEED
@@ -107,8 +107,7 @@ class TrainConfig:
 
     @property
     def dataset_name(self) -> str:
-        """`folder` when a path is given, else the built-in `synthetic-cxr`."""
-        return self.dataset or ("folder" if self.data else "synthetic-cxr")
+        return default_dataset(self.dataset, self.data)
 
     @property
     def loss_name(self) -> str:

@@ -63,6 +63,8 @@ class ImageSet:
     files: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     skipped: int = 0
+    # True for generated data (phantoms, simulations): the model card then says no patient data was used.
+    synthetic: bool = False
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -73,7 +75,7 @@ class ImageSet:
         return float(x.mean()), float(x.std())
 
     def describe(self) -> dict:
-        return {"name": self.name, "fingerprint": self.fingerprint, "images": len(self), "skipped": self.skipped}
+        return {"name": self.name, "fingerprint": self.fingerprint, "images": len(self), "skipped": self.skipped, "synthetic": self.synthetic}
 
     def subset(self, indices: list[int]) -> "ImageSet":
         """These images only; the fingerprint names the parent set and the chosen indices."""
@@ -84,6 +86,7 @@ class ImageSet:
             fingerprint=digest,
             files=[self.files[i] for i in indices] if self.files else [],
             labels=[self.labels[i] for i in indices] if self.labels else [],
+            synthetic=self.synthetic,
         )
 
 
@@ -201,6 +204,11 @@ def to_model_input(batch: torch.Tensor, channels: int, normalize: str = "none", 
         mean, std = mean_std
         x = (x / 255.0 - mean) / std
     return x.expand(-1, channels, -1, -1) if channels != x.shape[1] else x
+
+
+def default_dataset(dataset: str | None, path: str | None) -> str:
+    """The dataset a run uses: the one named, else `folder` for a path, else the built-in phantoms."""
+    return dataset or ("folder" if path else "synthetic-cxr")
 
 
 def load_dataset(name: str, options: DatasetOptions) -> ImageSet:

