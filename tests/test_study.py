@@ -29,7 +29,7 @@ TINY = {"arch": "dcgan", "steps": 1, "batch_size": 8, "images": 16}
 
 @pytest.fixture
 def weights(inception_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(M.WEIGHTS_ENV, str(inception_file))
+    monkeypatch.setenv("GANZOO_INCEPTION_WEIGHTS", str(inception_file))
     return inception_file
 
 

@@ -156,7 +156,7 @@ def compare_markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Reproduce", "", "```sh", report["command"], "```", "",
     ]
-    if report["n_fake"] < 2048:
+    if "fid" in metrics and report["n_fake"] < 2048:
         lines.insert(4, "FID below 2048 images per side is biased and sample-size dependent: compare models only at these equal counts and read KID too.\n")
     return "\n".join(lines)
 
