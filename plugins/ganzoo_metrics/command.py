@@ -9,9 +9,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ganzoo.cli import handle_errors
-from ganzoo.console import console
-from ganzoo.errors import GanzooError
+from ganzoo.api import (
+    GanzooError,
+    atomic_write_text,
+    console,
+    dump_json,
+    get_metrics,
+    load,
+    load_dataset,
+    real_data_options,
+    resolve_checkpoint,
+    resolve_device,
+)
+from ganzoo.api import evaluate as run_evaluation
+
+from .weights import using_weights
 
 DEFAULT_METRICS = "fid,kid,precision-recall"
 
@@ -20,6 +32,16 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
     return "" if value is None else str(value)
+
+
+def _note(name: str, result: dict[str, Any], n_fake: int) -> str:
+    if name == "kid":
+        return f"subset {result['subset_size']} x {result['subsets']}"
+    if name == "fid" and min(n_fake, result.get("n_real", n_fake)) < 2048:
+        return "biased: < 2048 per side"
+    if name == "isc":
+        return f"{result['splits']} splits"
+    return ""
 
 
 def results_table(report: dict[str, Any]) -> Table:
@@ -37,26 +59,44 @@ def results_table(report: dict[str, Any]) -> Table:
             for key in ("precision", "recall", "f_score"):
                 table.add_row(key.replace("_", "-") + suffix, _fmt(result[key]), "", *counts, f"k={result['neighborhood']}{extra}")
             continue
-        note = ""
-        if name == "kid":
-            note = f"subset {result['subset_size']} x {result['subsets']}"
-        elif name == "fid" and min(n_fake, result.get("n_real", n_fake)) < 2048:
-            note = "biased: < 2048 per side"
-        elif name == "isc":
-            note = f"{result['splits']} splits"
-        table.add_row(name + suffix, _fmt(result["value"]), _fmt(result.get("std")), *counts, note + extra)
-    weights = report["weights"]
-    real = report.get("real") or {}
-    table.caption = (
-        f"Inception: {weights['source']} sha256 {weights['sha256'][:12]}; "
-        + (f"real: {real.get('name')} {real.get('fingerprint')} ({'cached features' if real.get('cached_features') else 'extracted'}); " if real else "")
-        + f"seed {report['seed']}; {report['timing']['features_per_s']:.1f} features/s on {report['device']}"
-    )
+        table.add_row(name + suffix, _fmt(result["value"]), _fmt(result.get("std")), *counts, (_note(name, result, n_fake) + extra).lstrip("; "))
+    table.caption = _caption(report)
     return table
 
 
+def _caption(report: dict[str, Any]) -> str:
+    parts = []
+    features = report.get("features")
+    if features:
+        weights = f"{features.get('source', '')} sha256 {features['sha256'][:12]}" if "sha256" in features else features.get("identity", "")
+        parts.append(f"{features.get('extractor', 'features')}: {weights}")
+    real = report.get("real") or {}
+    if real:
+        how = {True: " (cached features)", False: " (extracted)"}.get(real.get("cached_features"), "")
+        parts.append(f"real: {real.get('name')} {real.get('fingerprint')}{how}")
+    speed = report["timing"].get("features_per_s")
+    parts.append(f"seed {report['seed']}; " + (f"{speed:.1f} features/s on " if speed else "on ") + report["device"])
+    return "; ".join(parts)
+
+
+def summarize_features(report: dict[str, Any]) -> None:
+    """Lift what the metrics recorded about their features into the report: provenance
+    (`features`), whether real features came from the cache, and features/s."""
+    results = list(report["metrics"].values())
+    described = [r["features"] for r in results if isinstance(r.get("features"), dict)]
+    if described:
+        report["features"] = described[0]
+    logs = [r["extraction"] for r in results if isinstance(r.get("extraction"), dict)]
+    images, seconds = sum(log["images"] for log in logs), sum(log["seconds"] for log in logs)
+    if images and seconds > 0:
+        report["timing"]["features_per_s"] = images / seconds
+    cached = [log["real_cached"] for log in logs if "real_cached" in log]
+    if cached and report.get("real"):
+        report["real"]["cached_features"] = bool(cached[0])
+
+
 def evaluate(
-    checkpoint: Annotated[str, typer.Argument(help="Checkpoint or run directory.")],
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint, run directory or hub location.")],
     data: Annotated[Optional[str], typer.Option(help="Real images: a directory of PNG/JPEG. (default: the checkpoint's training data)")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Real images: a dataset name (ganzoo list datasets).")] = None,
     label: Annotated[Optional[str], typer.Option(help="Only real images with this label. (default: the checkpoint's, without --data)")] = None,
@@ -65,32 +105,30 @@ def evaluate(
     max_real: Annotated[Optional[int], typer.Option(help="Use at most N real images (seeded subset).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated images.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per Inception batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Images per feature-extraction batch.")] = 64,
     inception_weights: Annotated[Optional[Path], typer.Option(help="Inception weights (.safetensors or torch-fidelity's .pth). (default: $GANZOO_INCEPTION_WEIGHTS, else found or converted)")] = None,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also score real vs real (held-out part of the real images): what a perfect model gets at these counts.")] = False,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers, sample counts, weights hash and versions here.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers, sample counts, feature provenance and versions here.")] = None,
 ) -> None:
     """Score N generated images against real ones: FID, KID, precision/recall (torch-fidelity)."""
-    from ganzoo.checkpoint import read_config, resolve_checkpoint
-    from ganzoo.data import load_dataset
-    from ganzoo.metrics import evaluate as run_evaluation
-    from ganzoo.metrics import get_metrics, real_data_options
-    from ganzoo.metrics import inception_weights as find_weights
-    from ganzoo.paths import atomic_write_text, dump_json
-
     names = [m.strip() for m in metrics.split(",") if m.strip()]
     chosen = get_metrics(names)
     if max_real is not None and max_real < 1:
         raise GanzooError(f"--max-real must be >= 1, got {max_real}")
-    path = resolve_checkpoint(checkpoint)
-    weights = find_weights(inception_weights, classifier=any(m.needs_classifier for m in chosen.values()))
-    real, options = None, None
-    if any(m.needs_real for m in chosen.values()):
-        name, options = real_data_options(read_config(path), data=data, dataset=dataset, label=label, max_images=max_real)
-        real = load_dataset(name, options)
-    report = run_evaluation(path, real, metrics=names, n=n, seed=seed, device=device, batch_size=batch_size, weights=weights, baseline=baseline)
+    with using_weights(inception_weights):
+        for metric in chosen.values():
+            metric.ready()  # before loading anything: a missing package or weights fails at once
+        path = resolve_checkpoint(checkpoint)
+        gan = load(path, device=resolve_device(device))
+        real, options = None, None
+        if any(m.needs_real for m in chosen.values()):
+            name, options = real_data_options(gan.checkpoint_config, data=data, dataset=dataset, label=label, max_images=max_real)
+            real = load_dataset(name, options)
+        report = run_evaluation(gan, real, metrics=names, n=n, seed=seed, device=device, batch_size=batch_size, baseline=baseline)
+    report["checkpoint"] = str(path)
     if options is not None:
         report["real"].update({"path": options.path, "label": options.label, "max_images": options.max_images})
+    summarize_features(report)
     out = Console(width=max(console.width, 120))
     out.print(results_table(report))
     if json_path is not None:
@@ -100,4 +138,4 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate")(handle_errors(evaluate))
+    app.command("evaluate")(evaluate)
