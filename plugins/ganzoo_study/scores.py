@@ -46,14 +46,13 @@ def metric_identity(metrics: Sequence[str]) -> dict[str, str]:
 
 def measured_extras(results: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
     """Each measured extra (a non-integer number such as precision or recall) per seed of
-    `results`; settings (integers, text) and copies of "value" are left out."""
-    values = [float(r["value"]) for r in results]
+    `results`; settings (integers such as a subset size) and text are left out."""
     extras: dict[str, list[float]] = {}
     for key, first in results[0].items():
         if key in COUNTS or not isinstance(first, numbers.Real) or isinstance(first, numbers.Integral):
             continue
         per_seed = [float(r[key]) for r in results if isinstance(r.get(key), numbers.Real)]
-        if len(per_seed) == len(results) and per_seed != values:
+        if len(per_seed) == len(results):
             extras[key] = per_seed
     return extras
 
