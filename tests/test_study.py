@@ -1,7 +1,8 @@
 """The study commands on tiny CPU settings: sweep (resume), compare (intervals), classify, augment.
 
-Only KID is computed (FID's 2048x2048 eigenproblem costs ~20 s per value on a 2-core CPU),
-with a handful of images; one 1-step DCGAN is trained per module and reused.
+Mostly KID is computed (FID's 2048x2048 eigenproblem costs ~20 s per value on a 2-core CPU),
+with a handful of images; one test runs sweep and compare with every metric that works
+offline. One 1-step DCGAN is trained per module and reused.
 """
 
 from __future__ import annotations
@@ -15,19 +16,20 @@ from typer.testing import CliRunner
 
 import ganzoo
 import ganzoo.cli
-from ganzoo import metrics as M
-from ganzoo.errors import GanzooError
-from ganzoo.study import augment, classify, compare, sweep
-from ganzoo.study.classifier import Record, binary_metrics, split
-from ganzoo.study.common import parse_vary, summarize
-from ganzoo.study.sweeps import plan
+from ganzoo.api import GanzooError
+from ganzoo_study import augment, classify, compare, sweep
+from ganzoo_study.classifier_metrics import binary_metrics
+from ganzoo_study.common import parse_vary, summarize
+from ganzoo_study.records import Record, split
+from ganzoo_study.rebalance import inside_name
+from ganzoo_study.sweeps import plan
 
 TINY = {"arch": "dcgan", "steps": 1, "batch_size": 8, "images": 16}
 
 
 @pytest.fixture
 def weights(inception_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(M.WEIGHTS_ENV, str(inception_file))
+    monkeypatch.setenv("GANZOO_INCEPTION_WEIGHTS", str(inception_file))
     return inception_file
 
 
@@ -76,8 +78,8 @@ def test_sweep_writes_artefacts_and_resumes(tmp_path: Path, weights: Path, monke
     def no_evaluation(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished evaluation was redone")
 
-    monkeypatch.setattr("ganzoo.trainer.train", no_training)
-    monkeypatch.setattr("ganzoo.metrics.evaluate", no_evaluation)
+    monkeypatch.setattr("ganzoo_study.sweeps.train", no_training)
+    monkeypatch.setattr("ganzoo_study.scores.evaluate", no_evaluation)
     again = sweep(TINY, vary, out, mode="grid", metrics=("kid",), eval_n=4, max_real=8, device="cpu")
     assert [r["metrics"]["kid"]["mean"] for r in again["rows"]] == [r["metrics"]["kid"]["mean"] for r in results["rows"]]
 
@@ -152,3 +154,79 @@ def test_cli_classify_on_real_xrays(tmp_path: Path, cxr_dir: Path) -> None:
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(ganzoo.cli.build_app(), ["augment", str(tmp_path), "--data", str(tmp_path / "nope"), "--label", "a", "--to-count", "3", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "error:" in result.output
+
+
+OFFLINE_METRICS = ("fid", "kid", "precision-recall")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, float) and value == value and abs(value) != float("inf")
+
+
+def test_compare_cli_with_every_offline_metric(tmp_path: Path, weights: Path, tiny_checkpoint: Path) -> None:
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(ganzoo.cli.build_app(), [
+        "compare", str(tiny_checkpoint), "--metrics", ",".join(OFFLINE_METRICS), "-n", "6", "--gen-seeds", "1", "--max-real", "12",
+        "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "results.json").read_text())
+    scores = next(iter(report["models"].values()))["over_generation_seeds"]
+    for name in OFFLINE_METRICS:
+        assert len(scores[name]["values"]) == 1 and all(_finite(v) for v in scores[name]["values"]), name
+        assert scores[name]["n_fake"] == 6 and scores[name]["n_real"] == 12
+        assert _finite(report["baseline_real_vs_real"][name]["value"]), name
+    prc = scores["precision-recall"]["extras"]
+    assert {"precision", "recall"} <= set(prc) and all(0.0 <= prc[k] <= 1.0 for k in ("precision", "recall"))
+    markdown = (out / "report.md").read_text()
+    assert "precision-recall extras" in markdown and "precision " in markdown and "recall " in markdown
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({r["metric"] for r in rows}) == sorted(OFFLINE_METRICS) and len(rows) == len(OFFLINE_METRICS)
+    assert all(r["precision"] and r["recall"] for r in rows if r["metric"] == "precision-recall")
+
+
+def test_sweep_with_every_offline_metric(tmp_path: Path, weights: Path) -> None:
+    results = sweep(TINY, {"images": [16]}, tmp_path / "sweep", metrics=OFFLINE_METRICS, eval_n=6, max_real=12, device="cpu")
+    row = results["rows"][0]
+    for name in OFFLINE_METRICS:
+        assert _finite(row["metrics"][name]["mean"]) and row["metrics"][name]["n_fake"] == 6, name
+        assert _finite(row["baseline"][name]["value"]), name
+    assert {"precision", "recall"} <= set(row["metrics"]["precision-recall"]["extras"])
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    assert "precision " in report and "recall " in report
+    with open(tmp_path / "sweep" / "results.csv") as f:
+        flat = next(csv.DictReader(f))
+    assert all(flat[name] for name in OFFLINE_METRICS) and flat["precision-recall_precision"] and flat["precision-recall_recall"]
+
+
+@pytest.mark.parametrize("command", ["compare", "sweep"])
+def test_isc_offline_is_one_clear_error_before_training(tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("GANZOO_OFFLINE", "1")
+    config = tmp_path / "tiny.toml"
+    config.write_text('arch = "dcgan"\nsteps = 1\nbatch_size = 8\nimages = 16\n')
+    out = tmp_path / "out"
+    args = [command, str(config)] if command == "compare" else [command, "--config", str(config), "--vary", "images=16"]
+    result = CliRunner().invoke(ganzoo.cli.build_app(), [*args, "--metrics", "isc", "--device", "cpu", "--out", str(out)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in result.output, result.output
+    assert "inception score" in errors[0].lower(), result.output
+    assert not (out / "runs").exists()
+
+
+def test_augment_refuses_names_outside_the_data(tmp_path: Path, image_folder: Path, tiny_checkpoint: Path) -> None:
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    for i, source in enumerate(sorted((image_folder / "a").iterdir())[:3]):
+        (data / "a" / f"x{i}.png").write_bytes(source.read_bytes())
+    (tmp_path / "outside.png").write_bytes((image_folder / "b" / "b-00.png").read_bytes())
+    (data / "metadata.csv").write_text("file,label\na/x0.png,a\na/x1.png,a\n../outside.png,b\n")
+    out = tmp_path / "runs" / "aug"
+    with pytest.raises(GanzooError, match="outside the data directory"):
+        augment(tiny_checkpoint, data, "a", 4, out, device="cpu")
+    assert not (tmp_path / "runs" / "outside.png").exists() and not out.exists()
+    with pytest.raises(GanzooError, match="outside the data directory"):
+        inside_name(Record(data / "/etc/passwd.png", "b"), data)
+    assert inside_name(Record(data / "a" / "." / "x0.png", "a"), data).as_posix() == "a/x0.png"

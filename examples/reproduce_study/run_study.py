@@ -1,4 +1,4 @@
-"""Rerun the seed study (Tables 1-6) on ../shared/data/cxr with the `ganzoo.study` functions.
+"""Rerun the seed study (Tables 1-6) on ../shared/data/cxr with the `ganzoo_study` functions.
 
 Default: a CPU scale meant for a 2-core machine (tiny epoch counts, few images per score);
 `--full` uses the study's settings (500 epochs, batch 128, 1000+ images per score) on a GPU.
@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ganzoo.study import augment, classify, compare, sweep
+from ganzoo_study import augment, classify, compare, sweep
 
 REPO = Path(__file__).resolve().parents[2]
 CXR = REPO.parent / "shared" / "data" / "cxr"

@@ -1,14 +1,27 @@
-"""Built-in plugin: the study commands (sweep, compare, classify, augment).
+"""Built-in plugin: the study (sweep, compare, classify, augment) as commands and functions.
 
-The work is done by `ganzoo.study`; these commands only parse options and print where the
-reports went. Heavy imports happen when a command runs, not when it is registered.
+`from ganzoo_study import sweep, compare, classify, augment` gives the library functions;
+each writes results.csv, results.json and report.md into its output directory. They are
+imported on first use, so registering the commands imports none of the study's modules.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import typer
 
-from ganzoo.hookspecs import hookimpl
+from ganzoo.api import hookimpl
+
+FUNCTIONS = {"sweep": "sweeps", "compare": "comparison", "classify": "classifier", "augment": "rebalance"}
+__all__ = ["augment", "classify", "compare", "sweep"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in FUNCTIONS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{FUNCTIONS[name]}", __name__), name)
 
 
 @hookimpl

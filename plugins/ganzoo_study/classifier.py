@@ -7,11 +7,8 @@ never sit on both sides. Synthetic images only ever join the training split.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,125 +16,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..console import logger
-from ..data import IMAGE_EXTENSIONS, Preprocessing, list_image_files, preprocess, read_grayscale
-from ..errors import GanzooError
+from ganzoo.api import GanzooError, Preprocessing, logger, preprocess, read_grayscale, resolve_device
+
+from .classifier_metrics import METRICS, binary_metrics
 from .common import fmt, markdown_table, summarize, write_csv, write_json
 from .plots import confusion_plot
+from .records import Record, read_records, split, stratified_subset, synthetic_images
 
 MODELS = ("resnet18", "densenet121", "densenet161")
-PATIENT_COLUMNS = ("patient", "patient_id", "patientid", "patient id", "subject", "subject_id")
-METRICS = ("accuracy", "recall", "precision", "f1", "specificity", "auroc")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SMALL_TEST = 100
-MANIFEST = "manifest.json"
-
-
-@dataclass(frozen=True)
-class Record:
-    """One image: where it is, its class, its patient (if known), and whether a GAN made it."""
-
-    path: Path
-    label: str
-    group: str | None = None
-    synthetic: bool = False
-
-
-def _truthy(text: str | None) -> bool:
-    return str(text or "").strip().lower() in ("1", "true", "yes", "y")
-
-
-def read_records(data: str | Path, label_column: str = "label") -> tuple[list[Record], str | None]:
-    """The labelled images of a folder (metadata.csv, else class subfolders) and the patient column used.
-
-    Files marked synthetic (a `synthetic` column, or an augment manifest) are flagged, so they
-    can never reach a test split.
-    """
-    root = Path(data).expanduser()
-    if not root.is_dir():
-        raise GanzooError(f"data directory not found: {root}")
-    marked = synthetic_files(root)
-    meta = root / "metadata.csv"
-    if not meta.exists():
-        if label_column != "label":
-            raise GanzooError(f"--label-column {label_column} needs a metadata.csv in {root}")
-        records = [Record(f, f.relative_to(root).parts[0], None, f.resolve() in marked) for f in list_image_files(root) if len(f.relative_to(root).parts) > 1]
-        return records, None
-    with open(meta, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        missing = [c for c in ("file", label_column) if c not in columns]
-        if missing:
-            raise GanzooError(f"{meta} lacks column(s) {', '.join(missing)}; it has: {', '.join(columns) or 'no header'}")
-        patient = next((c for c in columns if c.strip().lower() in PATIENT_COLUMNS), None)
-        records = []
-        for row in reader:
-            if not row.get("file"):
-                continue
-            path = root / row["file"]
-            flagged = _truthy(row.get("synthetic")) or path.resolve() in marked or (path.resolve(strict=False) in marked)
-            records.append(Record(path, row[label_column], (row.get(patient) or None) if patient else None, flagged))
-    return records, patient
-
-
-def synthetic_files(root: Path) -> set[Path]:
-    """Files an augment manifest in `root` marks as synthetic (resolved paths)."""
-    manifest = root / MANIFEST
-    if not manifest.exists():
-        return set()
-    entries = json.loads(manifest.read_text())["files"]
-    return {(root / e["file"]).resolve() for e in entries if e["synthetic"]}
-
-
-def synthetic_images(directory: str | Path, positive: str) -> list[Path]:
-    """Synthetic images to add: an augment output's synthetic files of class `positive`, or every image in a folder."""
-    root = Path(directory).expanduser()
-    if not root.is_dir():
-        raise GanzooError(f"synthetic image directory not found: {root}")
-    if (root / MANIFEST).exists():
-        entries = json.loads((root / MANIFEST).read_text())["files"]
-        files = [root / e["file"] for e in entries if e["synthetic"] and e["label"] == positive]
-    else:
-        files = list_image_files(root)
-    if not files:
-        raise GanzooError(f"no synthetic {positive!r} images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
-    return files
-
-
-def split(records: Sequence[Record], positive: str, test_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int], str]:
-    """Indices of (train, test, how): test holds real images only, grouped by patient when known.
-
-    Without patients the split is stratified by class; with them, whole patients go to the
-    test side (in a seeded order, per class of their first image) until each class has its share.
-    """
-    if not 0 < test_fraction < 1:
-        raise GanzooError(f"test fraction must be in (0, 1), got {test_fraction}")
-    rng = np.random.default_rng(seed)
-    real = [i for i, r in enumerate(records) if not r.synthetic]
-    by_patient = any(records[i].group for i in real)
-    test: list[int] = []
-    for cls in (True, False):
-        members = [i for i in real if (records[i].label == positive) == cls]
-        if by_patient:
-            groups: dict[str, list[int]] = {}
-            for i in real:
-                groups.setdefault(records[i].group or f"file:{records[i].path}", []).append(i)
-            keys = sorted(k for k, idx in groups.items() if (records[idx[0]].label == positive) == cls)
-            rng.shuffle(keys)
-            target, taken = round(len(members) * test_fraction), 0
-            for key in keys:
-                if taken >= target:
-                    break
-                test += groups[key]
-                taken += len(groups[key])
-        else:
-            order = list(rng.permutation(members))
-            test += [int(i) for i in order[: round(len(members) * test_fraction)]]
-    test_set = set(test)
-    train = [i for i in range(len(records)) if i not in test_set]
-    if any(records[i].synthetic for i in test):
-        raise GanzooError("internal error: a synthetic image reached the test split")
-    return sorted(train), sorted(test), "patient" if by_patient else "stratified"
 
 
 def load_images(paths: Sequence[Path], res: int, clahe: bool = True) -> tuple[torch.Tensor, list[int]]:
@@ -222,50 +110,6 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_
     return torch.cat(out)
 
 
-def auroc(y: Sequence[int], score: Sequence[float]) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties count half); NaN when one class is absent."""
-    y_arr, s = np.asarray(y), np.asarray(score, dtype=np.float64)
-    pos, neg = int(y_arr.sum()), int(len(y_arr) - y_arr.sum())
-    if pos == 0 or neg == 0:
-        return math.nan
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s))
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[y_arr == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
-
-
-def binary_metrics(y: Sequence[int], prob: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, recall (sensitivity), precision, F1, specificity, AUROC and the confusion matrix."""
-    y_arr = np.asarray(y, dtype=int)
-    pred = (np.asarray(prob) >= threshold).astype(int)
-    tp = int(((pred == 1) & (y_arr == 1)).sum())
-    tn = int(((pred == 0) & (y_arr == 0)).sum())
-    fp = int(((pred == 1) & (y_arr == 0)).sum())
-    fn = int(((pred == 0) & (y_arr == 1)).sum())
-
-    def ratio(a: int, b: int) -> float:
-        return a / b if b else math.nan
-
-    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else (0.0 if tp + fp + fn else math.nan)
-    return {
-        "accuracy": ratio(tp + tn, len(y_arr)),
-        "recall": recall,
-        "precision": precision,
-        "f1": f1,
-        "specificity": ratio(tn, tn + fp),
-        "auroc": auroc(y_arr, prob),
-        "confusion": [[tn, fp], [fn, tp]],
-    }
-
-
 def classify(
     data: str | Path,
     out: str | Path,
@@ -293,8 +137,6 @@ def classify(
     setting: they form a setting of their own.
     Writes results.json, results.csv, report.md, split.csv and confusion-<setting>.png to `out`.
     """
-    from ..trainer import resolve_device
-
     if seeds < 1 or epochs < 1 or batch_size < 2 or res < 16:
         raise GanzooError("classify needs seeds >= 1, epochs >= 1, batch size >= 2 and res >= 16")
     dev = resolve_device(device)
@@ -309,7 +151,7 @@ def classify(
     marked = [r.path for r in records if r.synthetic and r.label == positive]
     records = [r for r in records if not r.synthetic]
     if max_images is not None:
-        records = _subset(records, positive, max_images, split_seed)
+        records = stratified_subset(records, positive, max_images, split_seed)
     train_idx, test_idx, how = split(records, positive, test_fraction, split_seed)
     notes = []
     train_images, bad_train = load_images([records[i].path for i in train_idx], res)
@@ -381,17 +223,6 @@ def classify(
                                      "n_test": len(y_test)} for n, s in results.items() for r in s["per_seed"]])
     (out / "report.md").write_text(classify_markdown(report), encoding="utf-8")
     return report
-
-
-def _subset(records: list[Record], positive: str, n: int, seed: int) -> list[Record]:
-    """A seeded, class-stratified subset of n real images."""
-    rng = np.random.default_rng(seed + 1)
-    real = [r for r in records if not r.synthetic]
-    pos = [r for r in real if r.label == positive]
-    neg = [r for r in real if r.label != positive]
-    k = max(1, round(n * len(pos) / max(1, len(real))))
-    pick = [pos[i] for i in rng.permutation(len(pos))[:k]] + [neg[i] for i in rng.permutation(len(neg))[: max(1, n - k)]]
-    return sorted(pick, key=lambda r: str(r.path))
 
 
 def _slug(name: str) -> str:

@@ -1,4 +1,8 @@
-"""`ganzoo sweep|compare|classify|augment`: thin Typer wrappers over `ganzoo.study`."""
+"""`ganzoo sweep|compare|classify|augment`: thin Typer wrappers over the study functions.
+
+The study modules are imported when a command runs, so registering the commands stays cheap.
+A GanzooError becomes one line on stderr in the CLI's root group.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ganzoo.cli import handle_errors
-from ganzoo.console import console
-from ganzoo.errors import GanzooError
+from ganzoo.api import GanzooError, console
 
 
 def _metrics(text: str) -> list[str]:
@@ -35,8 +37,8 @@ def sweep(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
 ) -> None:
     """Train one run per setting, score each, and write tables, plots, grids and commands (Tables 1-4)."""
-    from ganzoo.study import sweep as run_sweep
-    from ganzoo.study.common import parse_vary
+    from .common import parse_vary
+    from .sweeps import sweep as run_sweep
 
     run_sweep(config, parse_vary(vary), out, mode=mode, metrics=_metrics(metrics), eval_n=eval_n, eval_seeds=eval_seeds, max_real=max_real, device=device)
     _done(out)
@@ -56,8 +58,8 @@ def compare(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
 ) -> None:
     """Score several models with the same real statistics and sample count, with 95% intervals (Table 5)."""
-    from ganzoo.study import compare as run_compare
-    from ganzoo.study.common import parse_value
+    from .common import parse_value
+    from .comparison import compare as run_compare
 
     overrides = {}
     for item in set_ or []:
@@ -90,7 +92,7 @@ def classify(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
 ) -> None:
     """Train a classifier with and without synthetic positives; test on held-out real images only (Table 6)."""
-    from ganzoo.study import classify as run_classify
+    from .classifier import classify as run_classify
 
     run_classify(data, out, label_column=label_column, positive=positive, synthetic=synthetic or [], model=model, seeds=seeds, epochs=epochs,
                  res=res, batch_size=batch_size, lr=lr, device=device, weights=weights, test_fraction=test_fraction, split_seed=split_seed,
@@ -110,7 +112,7 @@ def augment(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
 ) -> None:
     """Write a rebalanced copy of a labelled dataset; a manifest marks every synthetic file."""
-    from ganzoo.study import augment as run_augment
+    from .rebalance import augment as run_augment
 
     manifest = run_augment(checkpoint, data, label, to_count, out, label_column=label_column, mode="copy" if copy else "link", seed=seed, device=device)
     counts = ", ".join(f"{k}: {v['real']} real + {v['synthetic']} synthetic" for k, v in manifest["counts"].items())
@@ -119,4 +121,4 @@ def augment(
 
 def register(app: typer.Typer) -> None:
     for command in (sweep, compare, classify, augment):
-        app.command(command.__name__)(handle_errors(command))
+        app.command(command.__name__)(command)

@@ -8,12 +8,11 @@ import hashlib
 import json
 import math
 import shlex
+import typing
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..config import TrainConfig
-from ..errors import GanzooError
-from ..paths import atomic_write_text, dump_json
+from ganzoo.api import GanzooError, TrainConfig, atomic_write_text, dump_json, read_config_file
 
 # Two-sided 95% Student-t quantiles by degrees of freedom: no scipy at run time.
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -79,8 +78,6 @@ def config_hash(values: Mapping[str, Any]) -> str:
 
 
 def field_types() -> dict[str, Any]:
-    import typing
-
     return typing.get_type_hints(TrainConfig)
 
 
@@ -161,8 +158,6 @@ def toml_text(values: Mapping[str, Any]) -> str:
 
 def load_base(base: str | Path | Mapping[str, Any] | TrainConfig | None) -> dict[str, Any]:
     """A base training configuration from a file, a mapping or a TrainConfig; validated."""
-    from ..config import read_config_file
-
     if base is None:
         values: dict[str, Any] = {}
     elif isinstance(base, TrainConfig):

@@ -1,6 +1,6 @@
 """Table 5: several models, the same real statistics, the same sample count, intervals over seeds.
 
-Every model is scored against one real image set (features extracted once) with the same
+Every model is scored against one real image set (its features cached) with the same
 number of generated images; the spread comes from K generation seeds and, when asked,
 from T training seeds (one run per seed from a config file).
 """
@@ -13,11 +13,12 @@ from typing import Any, Mapping, Sequence
 
 import cv2
 
-from ..console import logger
-from ..errors import GanzooError
+from ganzoo.api import GanzooError, logger, read_config, real_images_for, resolve_checkpoint
+
 from .common import fmt, load_base, markdown_table, summarize, write_csv, write_json
 from .plots import labelled_row
-from .sweeps import Run, real_vs_real, sample_grid, train_run
+from .scores import check_metrics, extras_text, measured_extras, real_vs_real, sample_grid, score_seeds, summarize_metric
+from .sweeps import Run, train_run
 
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
 
@@ -33,8 +34,6 @@ def _name(item: str, taken: set[str]) -> str:
 
 def resolve_models(items: Sequence[str], out: Path, train_seeds: int = 1, overrides: Mapping[str, Any] | None = None) -> dict[str, list[Path]]:
     """{model name: [checkpoint per training seed]}: config files are trained (resumably), checkpoints read."""
-    from ..checkpoint import resolve_checkpoint
-
     models: dict[str, list[Path]] = {}
     taken: set[str] = set()
     for item in items:
@@ -66,10 +65,7 @@ def compare(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Score each model over `gen_seeds` generation seeds against one real set; writes results and a report to `out`."""
-    from ..checkpoint import read_config
-    from ..metrics import evaluate, get_metrics, inception_weights, real_images_for
-
-    get_metrics(list(metrics))
+    check_metrics(metrics)
     if len(items) < 1 or gen_seeds < 1 or train_seeds < 1:
         raise GanzooError("compare needs at least one model, gen seeds >= 1 and train seeds >= 1")
     out = Path(out)
@@ -81,26 +77,18 @@ def compare(
         raise GanzooError(f"models differ in resolution ({resolutions}): their metrics would use different real statistics")
     first = next(iter(configs.values()))
     real = real_images_for(first, data=data, label=label, max_images=max_real)
-    weights = inception_weights()
     results: dict[str, Any] = {}
     for name, checkpoints in models.items():
         per_train = []
         for t, checkpoint in enumerate(checkpoints):
-            reports = []
-            for s in range(gen_seeds):
-                logger.info("compare: %s (training seed %d) generation seed %d", name, t, s)
-                reports.append(evaluate(checkpoint, real, metrics=list(metrics), n=n, seed=s, device=device, weights=weights))
-            per_train.append({
-                "checkpoint": str(checkpoint),
-                "metrics": {m: {**summarize([float(r["metrics"][m]["value"]) for r in reports]),
-                                "values": [float(r["metrics"][m]["value"]) for r in reports],
-                                "n_fake": reports[0]["metrics"][m]["n_fake"], "n_real": reports[0]["metrics"][m]["n_real"]} for m in metrics},
-            })
+            logger.info("compare: %s (training seed %d), %d generation seed(s)", name, t, gen_seeds)
+            reports = score_seeds(checkpoint, real, metrics, n, gen_seeds, device)
+            per_train.append({"checkpoint": str(checkpoint), "metrics": {m: summarize_metric(reports, m) for m in metrics}})
         entry: dict[str, Any] = {"runs": per_train, "over_generation_seeds": {m: per_train[0]["metrics"][m] for m in metrics}}
         if len(per_train) > 1:
             entry["over_training_seeds"] = {m: summarize([p["metrics"][m]["mean"] for p in per_train]) for m in metrics}
         results[name] = entry
-    baseline = real_vs_real(real, metrics, n or len(real), weights, device, out / "evals")
+    baseline = real_vs_real(real, metrics, n or len(real), device, out / "evals")
     grids = [sample_grid(Path(paths[0]), out / "grids" / f"{name}.png") for name, paths in models.items()]
     labelled_row(out / "samples-side-by-side.png", [cv2.imread(str(g)) for g in grids], list(models))
     report = {
@@ -123,7 +111,8 @@ def compare(
         for t, run in enumerate(entry["runs"]):
             for m in metrics:
                 for s, value in enumerate(run["metrics"][m]["values"]):
-                    rows.append({"model": name, "training_seed": t, "generation_seed": s, "metric": m, "value": value,
+                    extras = {k: v[s] for k, v in run["metrics"][m].get("extra_values", {}).items()}
+                    rows.append({"model": name, "training_seed": t, "generation_seed": s, "metric": m, "value": value, **extras,
                                  "n_fake": run["metrics"][m]["n_fake"], "n_real": run["metrics"][m]["n_real"], "checkpoint": run["checkpoint"]})
     write_csv(out / "results.csv", rows)
     (out / "report.md").write_text(compare_markdown(report), encoding="utf-8")
@@ -137,6 +126,8 @@ def compare_markdown(report: Mapping[str, Any]) -> str:
     header = ["model"] + [c for m in metrics for c in (f"{m} mean{first}", f"{m} 95% CI (gen seeds){first}")]
     if report["train_seeds"] > 1:
         header += [f"{m} mean [95% CI] over training seeds" for m in metrics]
+    with_extras = [m for m in metrics if any(e["over_generation_seeds"][m].get("extras") for e in report["models"].values())]
+    header += [f"{m} extras (mean{first})" for m in with_extras]
     rows = []
     for name, entry in report["models"].items():
         cells: list[Any] = [name]
@@ -147,6 +138,7 @@ def compare_markdown(report: Mapping[str, Any]) -> str:
             for m in metrics:
                 t = entry["over_training_seeds"][m]
                 cells.append(f"{fmt(t['mean'])} [{fmt(t['low'])}, {fmt(t['high'])}]")
+        cells += [extras_text(entry["over_generation_seeds"][m].get("extras", {})) for m in with_extras]
         rows.append(cells)
     base = report["baseline_real_vs_real"]
     lines = [
@@ -158,12 +150,17 @@ def compare_markdown(report: Mapping[str, Any]) -> str:
         markdown_table(header, rows),
         "",
         "Real vs real at the same counts (the floor a perfect model reaches here): "
-        + (", ".join(f"{m} {fmt(v['value'])} ({v['n_held_out']} vs {v['n_real']} images)" for m, v in base.items()) or "n/a"),
+        + (", ".join(f"{m} {fmt(v['value'])} ({_baseline_extras(v)}{v['n_held_out']} vs {v['n_real']} images)" for m, v in base.items()) or "n/a"),
         "",
         "![samples](samples-side-by-side.png)",
         "",
         "## Reproduce", "", "```sh", report["command"], "```", "",
     ]
-    if report["n_fake"] < 2048:
+    if "fid" in metrics and report["n_fake"] < 2048:
         lines.insert(4, "FID below 2048 images per side is biased and sample-size dependent: compare models only at these equal counts and read KID too.\n")
     return "\n".join(lines)
+
+
+def _baseline_extras(result: Mapping[str, Any]) -> str:
+    text = extras_text({k: v[0] for k, v in measured_extras([result]).items()})
+    return f"{text}; " if text else ""

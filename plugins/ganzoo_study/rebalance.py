@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..console import logger
-from ..errors import GanzooError
-from ..paths import file_sha256
-from .classifier import MANIFEST, read_records
+from ganzoo.api import GanzooError, file_sha256, load, logger, resolve_device, to_uint8, write_png
+
 from .common import write_csv, write_json
+from .records import MANIFEST, Record, read_records
 
 MODES = ("link", "copy")
 
@@ -34,11 +33,6 @@ def augment(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Write `out`: every real image of `data` plus generated `label` images up to `to_count`; returns the manifest."""
-    from ..checkpoint import load_gan
-    from ..data import to_uint8
-    from ..generate import write_png
-    from ..trainer import resolve_device
-
     if mode not in MODES:
         raise GanzooError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     root, out = Path(data).expanduser().resolve(), Path(out)
@@ -56,11 +50,13 @@ def augment(
     if missing == 0:
         logger.warning("%s already has %d %r images >= %d: nothing generated", root, have, label, to_count)
     extra_columns = _metadata_rows(root)
+    relatives = [inside_name(record, root) for record in records]
     out.mkdir(parents=True, exist_ok=True)
     entries: list[dict[str, Any]] = []
-    for record in records:
-        relative = record.path.relative_to(root)
+    for record, relative in zip(records, relatives):
         target = out / relative
+        if not target.parent.resolve().is_relative_to(out.resolve()):
+            raise GanzooError(f"{relative.as_posix()} would be written outside {out}; refused")
         target.parent.mkdir(parents=True, exist_ok=True)
         if mode == "link":
             os.symlink(record.path.resolve(), target)
@@ -69,7 +65,7 @@ def augment(
         entries.append({"file": relative.as_posix(), "label": record.label, "synthetic": False, "source": str(record.path.resolve()),
                         "sha256": file_sha256(record.path), **({"patient": record.group} if record.group else {})})
     if missing:
-        gan = load_gan(checkpoint, device=resolve_device(device))
+        gan = load(checkpoint, device=resolve_device(device))
         images = to_uint8(gan.sample(missing, seed=seed))
         folder = out / "synthetic" / label
         folder.mkdir(parents=True, exist_ok=True)
@@ -97,6 +93,18 @@ def augment(
         encoding="utf-8",
     )
     return manifest
+
+
+def inside_name(record: Record, root: Path) -> PurePosixPath:
+    """The record's name relative to the data root, which becomes its path under `--out`.
+
+    A name that leaves the root (`../x.png`, an absolute path) would put a link or copy
+    outside `--out`, so it is refused; symlinks inside the root are the data's own business.
+    """
+    name = PurePosixPath(Path(os.path.relpath(os.path.normpath(record.path), root)).as_posix())
+    if name.parts[:1] in (("..",), (".",), ()):
+        raise GanzooError(f"{record.path} lies outside the data directory {root}; fix its name (e.g. in metadata.csv)")
+    return name
 
 
 def _metadata_rows(root: Path) -> dict[str, dict[str, str]]:

@@ -18,13 +18,13 @@ from functools import reduce
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..console import logger
-from ..errors import GanzooError
-from .common import config_hash, explicit, fmt, load_base, markdown_table, summarize, toml_text, train_command, write_csv, write_json
+from ganzoo.api import GanzooError, TrainConfig, logger, read_config, train
+
+from .common import explicit, fmt, load_base, markdown_table, toml_text, train_command, write_csv, write_json
 from .plots import line_plot
+from .scores import check_metrics, evaluate_checkpoint, extras_text, sample_grid
 
 MODES = ("one-at-a-time", "grid")
-GRID_SAMPLES = 64
 
 
 @dataclass
@@ -95,16 +95,12 @@ def plan(base: Mapping[str, Any], vary: Mapping[str, Sequence[Any]], mode: str =
             run = add({}, curve=True)
             rows += [Row("epochs", {"epochs": e}, run.name, e) for e in epochs]
     for run in runs.values():
-        from ..config import TrainConfig
-
         TrainConfig.from_dict({k: v for k, v in run.config.items()}, source=f"sweep run {run.name}")
     return list(runs.values()), rows
 
 
 def train_run(run: Run, runs_dir: Path) -> Path:
     """Train a run unless `done.json` says this exact configuration finished; resume a partial one."""
-    from ..trainer import train
-
     directory = runs_dir / run.name
     done = directory / "done.json"
     config = {**run.config, "out": str(directory)}
@@ -121,81 +117,11 @@ def train_run(run: Run, runs_dir: Path) -> Path:
 
 def epoch_checkpoint(run_dir: Path, epoch: int) -> Path:
     """The checkpoint of a run saved at exactly `epoch` completed epochs."""
-    from ..checkpoint import read_config
-
     for candidate in sorted((run_dir / "checkpoints").glob("step-*")):
         progress = read_config(candidate).get("progress", {})
         if progress.get("epoch") == epoch and progress.get("step", 0) % max(1, progress.get("steps_per_epoch", 1)) == 0:
             return candidate
     raise GanzooError(f"{run_dir} has no checkpoint at epoch {epoch}; was it trained by this sweep?")
-
-
-def real_vs_real(real: Any, metrics: Sequence[str], n: int, weights: Any, device: str, cache: Path | None = None) -> dict[str, Any]:
-    """The metrics between two disjoint real subsets at the generated count: computed once per real set."""
-    from ..metrics import get_metrics, real_baseline, real_features, resolve_device
-
-    key = config_hash({"real": real.fingerprint, "n_real": len(real), "n": n, "metrics": list(metrics), "weights": weights.sha256})
-    path = cache / f"baseline-{key}.json" if cache is not None else None
-    if path is not None and path.exists():
-        return json.loads(path.read_text())
-    chosen = {k: m for k, m in get_metrics(list(metrics)).items() if m.needs_real}
-    if len(real) < 4:
-        return {}
-    features, _ = real_features(real, weights, resolve_device(device))
-    out = {name: {"value": float(v["value"]), "std": v.get("std"), "n_held_out": v.get("n_real_held_out"), "n_real": v.get("n_real")}
-           for name, v in real_baseline(features, chosen, n, 0).items() if "value" in v}
-    if path is not None:
-        write_json(path, out)
-    return out
-
-
-def evaluate_checkpoint(
-    checkpoint: Path,
-    metrics: Sequence[str],
-    eval_n: int | None,
-    eval_seeds: int,
-    max_real: int | None,
-    device: str,
-    cache: Path | None = None,
-    weights: Any = None,
-) -> dict[str, Any]:
-    """Metrics of one checkpoint against its training data's full real set, over `eval_seeds` generation seeds; cached."""
-    from ..checkpoint import read_config
-    from ..metrics import evaluate, inception_weights, real_images_for
-
-    weights = weights or inception_weights()
-    config = read_config(checkpoint)
-    real = real_images_for(config, max_images=max_real)
-    key = config_hash({"checkpoint": str(checkpoint), "weights": config_hash(json.loads((checkpoint / "config.json").read_text())),
-                       "metrics": list(metrics), "n": eval_n, "seeds": eval_seeds, "real": real.fingerprint, "n_real": len(real)})
-    if cache is not None and (cache / f"{key}.json").exists():
-        return json.loads((cache / f"{key}.json").read_text())
-    reports = [evaluate(checkpoint, real, metrics=list(metrics), n=eval_n, seed=s, device=device, weights=weights) for s in range(eval_seeds)]
-    result: dict[str, Any] = {"checkpoint": str(checkpoint), "real": reports[0]["real"], "metrics": {},
-                              "baseline": real_vs_real(real, metrics, reports[0]["n_fake"], weights, device, cache)}
-    for name in metrics:
-        values = [float(r["metrics"][name]["value"]) for r in reports if "value" in r["metrics"][name]]
-        first = reports[0]["metrics"][name]
-        result["metrics"][name] = {**summarize(values), "values": values, "metric_std": first.get("std"),
-                                   "n_fake": first.get("n_fake"), "n_real": first.get("n_real"), "seeds": eval_seeds}
-    if cache is not None:
-        write_json(cache / f"{key}.json", result)
-    return result
-
-
-def sample_grid(checkpoint: Path, path: Path, seed: int = 0) -> Path:
-    """The fixed-noise grid of a checkpoint (same noise for every row, so grids are comparable)."""
-    import torchvision.utils
-
-    from ..checkpoint import load_gan
-    from ..data import to_uint8
-    from ..generate import write_png
-
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        images = to_uint8(load_gan(checkpoint).sample(GRID_SAMPLES, seed=seed))
-        write_png(path, torchvision.utils.make_grid(images, nrow=8, padding=2))
-    return path
 
 
 def sweep(
@@ -210,10 +136,7 @@ def sweep(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Train every setting, score it, and write results.csv, results.json, report.md, plots and grids to `out`."""
-    from ..metrics import get_metrics, inception_weights
-
-    get_metrics(list(metrics))
-    weights = inception_weights()
+    check_metrics(metrics)
     if eval_seeds < 1:
         raise GanzooError(f"eval seeds must be >= 1, got {eval_seeds}")
     base_values = {k: v for k, v in load_base(base).items() if k not in ("out", "resume")}
@@ -230,7 +153,7 @@ def sweep(
     for row in rows:
         run_dir = out / "runs" / row.run
         checkpoint = epoch_checkpoint(run_dir, row.epoch) if row.epoch is not None else checkpoints[row.run]
-        row.result = evaluate_checkpoint(checkpoint, metrics, eval_n, eval_seeds, max_real, device, out / "evals", weights)
+        row.result = evaluate_checkpoint(checkpoint, metrics, eval_n, eval_seeds, max_real, device, out / "evals")
         row.result["grid"] = sample_grid(checkpoint, out / "grids" / f"{row.key}.png").relative_to(out).as_posix()
     vary_args = [f"{k}={','.join(str(v) for v in values)}" for k, values in vary.items()]
     command = ["ganzoo", "sweep", "--config", str(out / "base.toml")] + [a for v in vary_args for a in ("--vary", v)]
@@ -261,6 +184,7 @@ def _flat(row: Mapping[str, Any], metrics: Sequence[str]) -> dict[str, Any]:
         m = row["metrics"][name]
         flat |= {name: m["mean"], f"{name}_std_over_seeds": m["std"], f"{name}_metric_std": m["metric_std"], f"{name}_seeds": m["seeds"],
                  f"{name}_n_fake": m["n_fake"], f"{name}_n_real": m["n_real"]}
+        flat |= {f"{name}_{k}": v for k, v in m.get("extras", {}).items()}
         if name in row["baseline"]:
             flat[f"{name}_real_vs_real"] = row["baseline"][name]["value"]
     return flat
@@ -290,9 +214,12 @@ def sweep_markdown(results: Mapping[str, Any], plots: Mapping[str, list[str]]) -
     k = results["eval_seeds"]
     lines = ["# Sweep report", "", f"Base configuration: `{json.dumps(results['base'], sort_keys=True)}`", ""]
     first = results["rows"][0]
-    counts = ", ".join(f"{m}: {first['metrics'][m]['n_fake']} generated vs {first['metrics'][m]['n_real']} real" for m in metrics)
+    counts = ", ".join(f"{m}: {first['metrics'][m]['n_fake']} generated" + (f" vs {first['metrics'][m]['n_real']} real" if first["metrics"][m]["n_real"] else "")
+                       for m in metrics)
     lines += [f"Sample counts: {counts}. " + (f"Values are mean ± std over {k} generation seeds." if k > 1 else
-              "One generation seed; ± is KID's spread over its subsets (FID has none).")]
+              "One generation seed; ± is the metric's own spread where it has one (KID: over its subsets; FID has none).")
+              + (" Measured extras (e.g. precision and recall) follow a metric's value in parentheses."
+                 if any(first["metrics"][m].get("extras") for m in metrics) else "")]
     if "fid" in metrics and min(first["metrics"]["fid"]["n_fake"] or 0, first["metrics"]["fid"]["n_real"] or 0) < 2048:
         lines += ["", "FID from fewer than 2048 images per side is biased upwards and depends on the sample count: compare rows "
                   "only at equal counts, read KID next to it, and see the real-vs-real column (two disjoint real subsets at the same counts)."]
@@ -306,7 +233,8 @@ def sweep_markdown(results: Mapping[str, Any], plots: Mapping[str, list[str]]) -
             for m in metrics:
                 v = r["metrics"][m]
                 spread = v["std"] if v["seeds"] > 1 else v["metric_std"]
-                cells.append(fmt(v["mean"]) + (f" ± {fmt(spread)}" if spread else ""))
+                extras = extras_text(v.get("extras", {}))
+                cells.append(fmt(v["mean"]) + (f" ± {fmt(spread)}" if spread else "") + (f" ({extras})" if extras else ""))
                 cells.append(fmt(r["baseline"].get(m, {}).get("value")))
             cells.append(f"[grid]({r['grid']})")
             body.append(cells)
