@@ -1,17 +1,22 @@
 """Checkpoint directories: config.json + model.safetensors + trainer state + README.md.
 
 No pickle anywhere: weights and optimizer tensors are safetensors, everything else JSON.
-A checkpoint is written into a temporary sibling directory and renamed into place, so a
-crash leaves either the old checkpoint or the new one, never half of one.
+A checkpoint is written into a temporary sibling directory and renamed into place (swapped
+with the old one in a single step when it replaces one, e.g. the trainer's `best/`), so a
+crash leaves either the old checkpoint or the new one, never half of one, nor none.
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
+import errno
+import functools
 import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,8 @@ STATE_JSON_FILE = "trainer_state.json"
 CARD_FILE = "README.md"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 REFUSED_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+AT_FDCWD = -100  # linux/fcntl.h
+RENAME_EXCHANGE = 2  # linux/fs.h: swap the two names atomically
 
 
 def gan_tensors(gan: GAN, components: list[str]) -> dict[str, torch.Tensor]:
@@ -78,18 +85,66 @@ def write_checkpoint(
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
         fsync_dir(tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(directory)
+        _move_into_place(tmp, directory)
         fsync_dir(directory.parent)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp)
         raise
     return directory
+
+
+def _move_into_place(new: Path, target: Path) -> None:
+    """Put directory `new` at `target`; an existing `target` is swapped out in one atomic step.
+
+    Where the OS or filesystem cannot swap, the old directory is renamed aside and put back if
+    the second rename fails; only a crash between those two renames could then leave no `target`.
+    """
+    if not os.path.lexists(target):
+        new.rename(target)
+        return
+    if _exchange(new, target):
+        _discard(new)  # `new` now names the old checkpoint
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    target.rename(old)
+    try:
+        new.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    _discard(old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux renameat2(RENAME_EXCHANGE); False where unsupported."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # old kernel or a filesystem without it
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """libc's renameat2 (glibc 2.28+), or None off Linux or with an older libc."""
+    if not sys.platform.startswith("linux"):
+        return None
+    function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        function.restype = ctypes.c_int
+    return function
+
+
+def _discard(path: Path) -> None:
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def check_safetensors_header(path: Path) -> None:

@@ -274,6 +274,8 @@ class Trainer:
         try:
             losses = self._graphed(indices)
         except Exception as error:  # capture is best effort: any failure means eager from here on
+            if os.environ.get("GANZOO_STRICT_CUDA_GRAPHS") == "1":  # tests/gpu: a failed capture is an error
+                raise
             logger.warning("CUDA graph capture failed (%s: %s); continuing without CUDA graphs", type(error).__name__, str(error).splitlines()[0] if str(error) else "")
             torch.cuda.synchronize(self.device)
             self._graphs_wanted = False

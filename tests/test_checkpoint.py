@@ -1,5 +1,9 @@
 import json
+import os
+import shutil
 import struct
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,3 +131,110 @@ def test_no_pickle_in_the_source_tree():
         if re.search(r"^\s*(import pickle|from pickle|import dill|import cloudpickle)\b", text, re.M):
             offenders.append(f"{path}: imports pickle")
     assert offenders == []
+
+
+def _two_gans():
+    """Two DCGANs with different weights (torch's RNG seeds each one differently)."""
+    torch.manual_seed(0)
+    old = ganzoo.create_gan("dcgan")
+    torch.manual_seed(1)
+    return old, ganzoo.create_gan("dcgan")
+
+
+def _config(gan):
+    return {"format_version": 1, "architecture": "dcgan", "model_args": gan.model_args}
+
+
+def _which(directory, old, new):
+    """'old' or 'new': the complete checkpoint at `directory` (raises if there is none)."""
+    weights = load_gan(directory).generator.state_dict()
+    for name, gan in (("old", old), ("new", new)):
+        if all(torch.equal(value, gan.generator.state_dict()[key]) for key, value in weights.items()):
+            return name
+    raise AssertionError(f"{directory} holds neither checkpoint")
+
+
+def test_replacing_a_checkpoint_leaves_a_complete_one_at_every_moment(tmp_path, monkeypatch):
+    """Overwriting `best/`: before and after each rename, swap or delete (where a crash could
+    stop it) the directory holds the old checkpoint or the new one, complete."""
+    import ganzoo.checkpoint as ck
+
+    old, new = _two_gans()
+    best = tmp_path / "best"
+    write_checkpoint(best, old, _config(old), "card")
+    seen = []
+
+    def watched(function):
+        def run(*args, **kwargs):
+            seen.append(_which(best, old, new))
+            result = function(*args, **kwargs)
+            seen.append(_which(best, old, new))
+            return result
+
+        return run
+
+    for module, name in ((os, "rename"), (os, "replace"), (shutil, "rmtree"), (ck, "_exchange")):
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, watched(getattr(module, name)))
+    write_checkpoint(best, new, _config(new), "card")
+    assert _which(best, old, new) == "new" and seen[0] == "old" and seen[-1] == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_a_failed_swap_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    """The step that replaces the directory fails (disk error, crash): the old `best/` stays."""
+    import ganzoo.checkpoint as ck
+
+    old, new = _two_gans()
+    best = tmp_path / "best"
+    write_checkpoint(best, old, _config(old), "card")
+
+    def failing(a, b):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ck, "_exchange", failing, raising=False)
+    with pytest.raises(OSError, match="Input/output error"):
+        write_checkpoint(best, new, _config(new), "card")
+    assert _which(best, old, new) == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_without_an_atomic_swap_a_failed_second_rename_puts_the_old_one_back(tmp_path, monkeypatch):
+    """Where renameat2 is missing: old renamed aside, then the new one's rename fails."""
+    import ganzoo.checkpoint as ck
+
+    old, new = _two_gans()
+    best = tmp_path / "best"
+    write_checkpoint(best, old, _config(old), "card")
+    monkeypatch.setattr(ck, "_exchange", lambda a, b: False, raising=False)
+    rename = os.rename
+    calls = []
+
+    def second_fails(src, dst, *args, **kwargs):
+        calls.append(Path(src).name)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", second_fails)
+    with pytest.raises(OSError, match="No space left"):
+        write_checkpoint(best, new, _config(new), "card")
+    monkeypatch.undo()
+    assert calls[0] == "best" and len(calls) == 3  # aside, the failed one, back
+    assert _which(best, old, new) == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    write_checkpoint(best, new, _config(new), "card")  # and the fallback replaces when nothing fails
+    assert _which(best, old, new) == "new"
+
+
+def test_renameat2_swaps_two_directories(tmp_path):
+    """The atomic step itself, where this machine's kernel and filesystem support it."""
+    import ganzoo.checkpoint as ck
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "from-a").touch()
+    if not ck._exchange(tmp_path / "a", tmp_path / "b"):
+        assert ck._renameat2() is None or not sys.platform.startswith("linux")
+        return
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["from-a"] and not any((tmp_path / "a").iterdir())
