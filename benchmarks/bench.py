@@ -115,7 +115,7 @@ def seed_style(arch: str, res: int, channels: int, folder: Path, batch: int, ste
 
 def ganzoo_loop(arch: str, res: int, channels: int, folder: Path, batch: int, steps: int, warmup: int, device: torch.device, options: dict[str, Any]) -> dict[str, Any]:
     """ganzoo's Trainer on the same PNGs (decoded once), its steps as `fit` runs them."""
-    from ganzoo.trainer import LossWindow
+    from ganzoo.loss_window import LossWindow
 
     data = load_dataset("folder", DatasetOptions(path=str(folder), preprocessing=Preprocessing(resolution=res, clahe=False)))
     config = TrainConfig(arch=arch, res=res, channels=channels, batch_size=batch, device=str(device), steps=steps + warmup, out=tempfile.mkdtemp(), **options)

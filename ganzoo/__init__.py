@@ -25,7 +25,7 @@ def create_gan(arch: str, res: int = 64, channels: int = 1, noise_dim: int = 100
 
 def train(config: "TrainConfig | dict[str, Any]") -> Path:
     """Train (or resume) a GAN from a TrainConfig or dict; returns the final checkpoint path."""
-    from .trainer import train as _train
+    from .runs import train as _train
 
     return _train(config)
 

@@ -66,7 +66,7 @@ from .nets import conv_discriminator, conv_generator
 from .paths import atomic_write_bytes, atomic_write_text, cache_dir, dump_json, file_sha256, fsync_dir, ganzoo_home
 from .plugins import register_plugin, registry, unregister_plugin
 from .runtime import environment_versions, resolve_device, seed_everything
-from .trainer import train
+from .runs import train
 from .version import __version__
 
 __all__ = [

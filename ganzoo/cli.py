@@ -129,7 +129,7 @@ def _train_parameters() -> list[inspect.Parameter]:
 def train(**given: Any) -> None:
     """Train a GAN. Every option can also come from --config; flags override the file."""
     from .config import TrainConfig, read_config_file
-    from .trainer import train as run_training
+    from .runs import train as run_training
 
     config = given.pop("config", None)
     given = {k: v for k, v in given.items() if v is not None}

@@ -6,8 +6,11 @@ import hashlib
 import json
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from .errors import GanzooError
 
 
 def ganzoo_home() -> Path:
@@ -60,3 +63,19 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def prepare_output_dir(out: Path) -> None:
+    """Create the run directory and prove it is writable before any training time is spent."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise GanzooError(f"cannot write to output directory {out}: {error.strerror or error}") from None
+
+
+def default_run_dir(arch: str, res: int) -> Path:
+    """runs/<arch>-<res>-<time>: where a run goes without --out."""
+    return Path("runs") / f"{arch}-{res}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

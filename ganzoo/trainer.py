@@ -12,47 +12,35 @@ import copy
 import json
 import math
 import os
-import random
 import shutil
 import signal
 import threading
-import time
 import warnings
-from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
 from . import distributed
 from .augment import AugmentedDiscriminator, build_augmentation
 from .card import model_card
-from .checkpoint import (
-    CONFIG_FILE,
-    FORMAT_VERSION,
-    STATE_JSON_FILE,
-    STATE_TENSORS_FILE,
-    find_resume_checkpoint,
-    has_checkpoint,
-    load_gan,
-    read_tensors,
-    write_checkpoint,
-)
-from .config import DEFAULT_EPOCHS, TrainConfig, flag_name, resumable_options
+from .checkpoint import FORMAT_VERSION, load_gan, write_checkpoint
+from .config import DEFAULT_EPOCHS, TrainConfig
 from .console import logger, progress
 from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset, to_model_input
+from .errors import GanzooError, TrainingDiverged, TrainingInterrupted
 from .evaluation import evaluate as evaluate_metrics
 from .evaluation import get_metrics
-from .images import to_uint8, write_grid
-from .errors import CheckpointError, GanzooError, TrainingDiverged, TrainingInterrupted
 from .fast import PRECISIONS, FastOptions, FloatScores, GraphedStep, frozen, swap_instance_norms, swap_thin_convs
+from .images import to_uint8, write_grid
+from .loss_window import LossWindow
 from .losses import GANLoss, build_loss
 from .models import GAN, Normalization, create_gan, get_architecture
+from .paths import default_run_dir, prepare_output_dir
 from .plugins import plugin_versions
 from .runtime import derived_seed, environment_versions, resolve_device, seed_everything
+from .train_state import collect_state, restore_state
 from .version import __version__
 
 GRID_SIZE = 64
@@ -115,7 +103,7 @@ class Trainer:
         self.real = self.data.images.to(self.device)
         self.mean_std = self.data.mean_std() if config.normalize == "torch" else (0.5, 0.5)
         self.gan.normalization = Normalization(*self.mean_std)  # saved with the model; sample() undoes it
-        self.out = Path(config.out or default_run_dir(config))
+        self.out = Path(config.out or default_run_dir(config.arch, config.res))
         self._epoch_order: tuple[int, torch.Tensor] | None = None
 
     def _apply_fast_options(self) -> None:
@@ -443,184 +431,13 @@ class Trainer:
 
     def trainer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Optimizer tensors and RNG states (safetensors) plus counters (JSON): no pickle."""
-        np_state = np.random.get_state()
-        tensors: dict[str, torch.Tensor] = {
-            "rng.loop": self.rng.get_state(),
-            "rng.torch": torch.get_rng_state(),
-            "rng.numpy": torch.from_numpy(np_state[1].astype(np.int64)),
-        }
-        if torch.cuda.is_available():
-            for i, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng.cuda.{i}"] = cuda_state
-        py_state = random.getstate()
-        state: dict[str, Any] = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "nan_skips": self.nan_skips,
-            "best_score": self.best_score,
-            "rng_numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
-            "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
-        }
-        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            sd = opt.state_dict()
-            for pid, pstate in sd["state"].items():
-                for key, value in pstate.items():
-                    tensors[f"{name}.{pid}.{key}"] = value
-            state[name] = {"param_groups": sd["param_groups"], "state_keys": {str(p): sorted(s) for p, s in sd["state"].items()}}
-        return tensors, state
+        counters = {"step": self.step, "epoch": self.epoch, "nan_skips": self.nan_skips, "best_score": self.best_score}
+        return collect_state(counters, self.rng, {"opt_g": self.opt_g, "opt_d": self.opt_d})
 
     def load_state(self, checkpoint: Path) -> None:
         """Restore weights, optimizers, counters and RNG from a checkpoint for an exact resume."""
-        loaded = load_gan(checkpoint, device=self.device)
-        self.gan.load_state_dict(loaded.state_dict())
-        if not (checkpoint / STATE_TENSORS_FILE).exists():
-            raise CheckpointError(f"{checkpoint} holds no trainer state (was it pushed to a hub?); it cannot be resumed")
-        state = json.loads((checkpoint / STATE_JSON_FILE).read_text())
-        tensors = read_tensors(checkpoint / STATE_TENSORS_FILE)
-        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            saved = state[name]
-            params = [p for group in opt.param_groups for p in group["params"]]
-            opt_state = {
-                int(pid): {key: like_param(tensors.pop(f"{name}.{pid}.{key}").to(self.device), params[int(pid)]) for key in keys}
-                for pid, keys in saved["state_keys"].items()
-            }
-            opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
-        self.rng.set_state(tensors.pop("rng.loop"))
-        torch.set_rng_state(tensors.pop("rng.torch"))
-        name, pos, has_gauss, cached = state["rng_numpy"]
-        np.random.set_state((name, tensors.pop("rng.numpy").numpy().astype(np.uint32), pos, has_gauss, cached))
-        version, internal, gauss = state["rng_python"]
-        random.setstate((version, tuple(internal), gauss))
-        cuda_states = [tensors.pop(k) for k in sorted(k for k in list(tensors) if k.startswith("rng.cuda."))]
-        if cuda_states and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
-        self.nan_skips = int(state.get("nan_skips", 0))
-        self.best_score = state.get("best_score", state.get("best_fid"))
-        if tensors:
-            raise CheckpointError(f"{checkpoint}: unexpected trainer-state tensors {sorted(tensors)[:3]}")
-        self.step = int(state["step"])
-
-
-def like_param(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
-    """Optimizer state in its parameter's memory layout (fused Adam wants them alike)."""
-    if value.shape != param.shape:
-        return value
-    return torch.empty_like(param, dtype=value.dtype).copy_(value)
-
-
-class LossWindow:
-    """Losses summed on the device and read back once per log line: no per-step host sync."""
-
-    def __init__(self) -> None:
-        self.latest: dict[str, torch.Tensor] = {}
-        self._reset()
-
-    def _reset(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counted = self.images = 0
-        self.start = time.perf_counter()
-
-    def add(self, values: dict[str, torch.Tensor] | None, images: int) -> None:
-        self.images += images
-        self.latest = values or {}
-        if values:
-            self.counted += 1
-            for key, value in values.items():
-                self.sums[key] = self.sums[key] + value if key in self.sums else value
-
-    def flush(self) -> dict[str, float]:
-        """Mean of each loss since the last flush, and images per second."""
-        record = {key: float(value) / self.counted for key, value in self.sums.items()}
-        record["images_per_s"] = self.images / max(time.perf_counter() - self.start, 1e-9)
-        self._reset()
-        return record
-
-
-def prepare_output_dir(out: Path) -> None:
-    """Create the run directory and prove it is writable before any training time is spent."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise GanzooError(f"cannot write to output directory {out}: {error.strerror or error}") from None
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    return Path("runs") / f"{config.arch}-{config.res}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-
-
-def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
-    """The saved run's config with the options the user gave that may change (e.g. more epochs).
-
-    An option given explicitly counts even when it equals its default (`--precision fp32` on
-    a bf16 run); one that may not change on resume is refused by name.
-    """
-    checkpoint = find_resume_checkpoint(config.resume)
-    saved = json.loads((checkpoint / CONFIG_FILE).read_text())["training"]
-    saved.pop("batch_size_used", None)
-    values = config.to_dict()
-    if config.given is None:
-        defaults = TrainConfig().to_dict()
-        given = {key for key, value in values.items() if value != defaults[key]}
-    else:
-        given = set(config.given)
-    saved_values = TrainConfig.from_dict(saved, source=str(checkpoint / CONFIG_FILE)).to_dict()
-    overrides = {}
-    resumable = resumable_options()
-    for key in sorted(given - {"resume", "out"}):
-        if values[key] == saved_values.get(key):
-            continue
-        if key not in resumable:
-            raise GanzooError(
-                f"--{flag_name(key)} cannot change on --resume (saved: {saved_values.get(key)!r}, given: {values[key]!r}); "
-                "start a new run with another --out to change it"
-            )
-        overrides[key] = values[key]
-    if "epochs" in overrides:
-        saved_values["steps"] = None
-    if "steps" in overrides:
-        saved_values["epochs"] = None
-    merged = TrainConfig.from_dict({**saved_values, **overrides, "resume": None})
-    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    return replace(merged, out=str(run_dir)), checkpoint
-
-
-def check_same_data(trainer: Trainer, checkpoint: Path) -> None:
-    """Refuse to resume on other images than the run trained on, unless `resume_anyway`."""
-    saved = json.loads((checkpoint / CONFIG_FILE).read_text()).get("dataset", {}).get("fingerprint")
-    if saved is None or saved == trainer.data.fingerprint:
-        return
-    if not trainer.config.resume_anyway:
-        raise GanzooError(
-            f"the dataset changed since {checkpoint} was saved (fingerprint {saved}, now {trainer.data.fingerprint}): "
-            "files were added, removed or edited, so resuming would not continue the same run; "
-            "restore the data, start a new run, or pass --resume-anyway"
-        )
-    logger.warning("dataset fingerprint changed (%s -> %s); resuming anyway as asked", saved, trainer.data.fingerprint)
-
-
-def train(config: TrainConfig | dict[str, Any]) -> Path:
-    """Train (or resume) a GAN; returns the final checkpoint directory."""
-    if isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
-    checkpoint = None
-    if config.resume == "auto":
-        if not config.out:
-            raise GanzooError("--resume auto needs --out RUN_DIR (the run to continue, or to start)")
-        if not has_checkpoint(Path(config.out)):
-            logger.info("no checkpoint in %s yet: starting a new run", config.out)
-        config = replace(config, resume=config.out if has_checkpoint(Path(config.out)) else None)
-    if config.resume:
-        config, checkpoint = resume_config(config)
-    trainer = Trainer(config)
-    if checkpoint is not None:
-        check_same_data(trainer, checkpoint)
-        trainer.load_state(checkpoint)
-        logger.info("resumed from %s at step %d", checkpoint, trainer.step)
-    try:
-        return trainer.fit()
-    finally:
-        if trainer.shard.world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        self.gan.load_state_dict(load_gan(checkpoint, device=self.device).state_dict())
+        counters = restore_state(checkpoint, self.device, self.rng, {"opt_g": self.opt_g, "opt_d": self.opt_d})
+        self.nan_skips = int(counters.get("nan_skips", 0))
+        self.best_score = counters.get("best_score", counters.get("best_fid"))
+        self.step = int(counters["step"])

@@ -15,7 +15,8 @@ from ganzoo.api import Architecture, GanzooError, Register, build_loss, conv_gen
 from ganzoo.cli import build_app
 from ganzoo.config import TrainConfig, command_line, declared_options, options_table, parse_option
 from ganzoo.plugins import register_plugin, unregister_plugin
-from ganzoo.trainer import Trainer, train
+from ganzoo.runs import train
+from ganzoo.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = re.compile(r"<!-- options-table.*?-->\n(.*?)<!-- /options-table -->", re.DOTALL)
