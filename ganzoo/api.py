@@ -5,7 +5,7 @@ may change. Grouped by what a plugin adds:
 
 - every plugin: `hookimpl`, `Register`, the errors, `console`/`logger`/`progress`
 - an architecture: `Architecture`, `GAN`, `conv_generator`/`conv_discriminator`, `init_dcgan_weights`
-- a loss: `GANLoss` (options checked through `check_args`), `per_sample_rand` for per-sample draws
+- a loss: `GANLoss` (options checked through `check_args`), `per_sample_rand`/`draw_per_sample` for per-sample draws
 - a dataset: `DatasetSpec`, `DatasetOptions`, `ImageSet`, `Preprocessing`, `preprocess`, decoding and the dataset cache
 - an augmentation: `Augmentation`
 - a metric or feature space: `Metric`, `FeatureExtractor`, `MetricContext`, `evaluate`
@@ -36,7 +36,7 @@ from .data import (
     store_cached,
     cache_key,
 )
-from .distributed import per_sample_rand
+from .distributed import draw_per_sample, per_sample_rand
 from .errors import CheckpointError, DataError, GanzooError, TrainingDiverged, TrainingInterrupted
 from .evaluation import (
     FeatureExtractor,
@@ -74,7 +74,7 @@ __all__ = [
     "DatasetSpec", "FeatureExtractor", "GAN", "GANLoss", "GanzooError", "HubBackend", "ImageSet", "Metric", "MetricContext",
     "ModelVersion", "Preprocessing", "Register", "TrainConfig", "TrainingDiverged", "TrainingInterrupted", "UnreadableImage",
     "__version__", "atomic_write_bytes", "atomic_write_text", "build_loss", "cache_dir", "cache_key", "check_safetensors_header", "compute_metrics", "console",
-    "conv_discriminator", "conv_generator", "create_gan", "decode_grayscale", "dump_json", "environment_versions", "evaluate",
+    "conv_discriminator", "conv_generator", "create_gan", "decode_grayscale", "draw_per_sample", "dump_json", "environment_versions", "evaluate",
     "file_entries", "file_sha256", "find_checkpoint", "fsync_dir", "ganzoo_home", "get_feature_extractor", "get_hub", "get_metrics", "has_batch_norm",
     "hookimpl", "hub_list_models", "hub_pull", "hub_push", "hub_show", "init_dcgan_weights", "list_image_files", "load", "load_cached", "load_dataset", "load_gan", "logger",
     "per_sample_rand", "preprocess", "progress", "read_config", "read_config_file", "read_grayscale", "real_baseline",

@@ -217,10 +217,13 @@ class Trainer:
         if chunks < 2 or not (self.loss.per_sample and self.per_sample_critic):
             yield from self.loss.discriminator_terms(D, real, fake, self.rng)
             return
+        draws = distributed.ChunkDraws(real.shape[0])  # row i's random numbers as in one unchunked pass
+        offset = 0
         for real_chunk, fake_chunk in zip(real.tensor_split(chunks), fake.tensor_split(chunks)):
             share = real_chunk.shape[0] / real.shape[0]
-            for term, parts in self.loss.discriminator_terms(D, real_chunk, fake_chunk, self.rng):
+            for term, parts in draws.chunk(offset, self.loss.discriminator_terms(D, real_chunk, fake_chunk, self.rng)):
                 yield term * share, {name: value * share for name, value in parts.items()}
+            offset += real_chunk.shape[0]
 
     def _generator_terms(self, G: nn.Module, D: nn.Module) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
         yield self.loss.generator_loss(D, G(self._noise_share())), {}
@@ -228,17 +231,26 @@ class Trainer:
     def _update(self, optimizer: torch.optim.Optimizer, terms: Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[torch.Tensor, dict[str, torch.Tensor], bool]:
         """One optimizer step on a loss given as terms, each built under autocast and backwarded
         before the next; returns the detached loss, its parts and whether a non-finite term
-        made `on_nan="skip"` skip the update."""
+        made `on_nan="skip"` skip the update.
+
+        Under torchrun every rank takes the same decision: the ranks' finiteness flags are
+        all-reduced with the gradients; all skip together, and with `on_nan="stop"` a
+        non-finite loss on any rank makes every rank's loss NaN, so all stop at the same check.
+        """
         optimizer.zero_grad(set_to_none=True)
         total: torch.Tensor | None = None
         parts: dict[str, torch.Tensor] = {}
+        shared = self.shard.world > 1
+        finite: torch.Tensor | None = None
         while True:
             with self.fast.autocast(self.device):
                 term = next(terms, None)
             if term is None:
                 break
             loss, term_parts = term
-            if self.config.on_nan == "skip" and not bool(torch.isfinite(loss)):
+            if shared:  # no early return: the other ranks' forwards and all-reduces need this rank
+                finite = torch.isfinite(loss.detach()) if finite is None else finite & torch.isfinite(loss.detach())
+            elif self.config.on_nan == "skip" and not bool(torch.isfinite(loss)):
                 optimizer.zero_grad(set_to_none=True)
                 return loss.detach(), parts, True
             loss.backward()
@@ -247,8 +259,13 @@ class Trainer:
                 parts[name] = parts[name] + value if name in parts else value
         if total is None:
             raise GanzooError(f"loss {self.config.loss_name!r} yielded no terms to train on")
-        if self.shard.world > 1:
-            distributed.average_gradients((p for group in optimizer.param_groups for p in group["params"]), self.shard.world)
+        if shared:
+            params = (p for group in optimizer.param_groups for p in group["params"])
+            everywhere = distributed.average_gradients(params, self.shard.world, finite)
+            if self.config.on_nan == "skip" and not bool(everywhere):
+                optimizer.zero_grad(set_to_none=True)
+                return total, parts, True
+            total = torch.where(everywhere, total, torch.full_like(total, math.nan))
         optimizer.step()
         return total, parts, False
 
@@ -314,8 +331,8 @@ class Trainer:
                 bar.update(task, completed=self.step)
                 if main and (finished or (epoch_done and c.sample_every and self.epoch % c.sample_every == 0)):
                     self.save_grid(self.out / "samples" / f"step-{self.step:08d}.png")
-                if main and c.eval_every and (finished or (epoch_done and self.epoch % c.eval_every == 0)):
-                    self.evaluate(log)
+                if c.eval_every and (finished or (epoch_done and self.epoch % c.eval_every == 0)):
+                    distributed.on_main(lambda: self.evaluate(log))  # the other ranks wait at a long barrier
                 if finished or (epoch_done and c.checkpoint_every and self.epoch % c.checkpoint_every == 0):
                     last_checkpoint = self.save()
                 if self._stop_signal is not None:

@@ -8,7 +8,9 @@ both the discriminator and the generator step, so gradients still reach the gene
 
 As in the reference (mit-han-lab/data-efficient-gans, DiffAugment_pytorch.py) every image
 in a batch gets its own random parameters and nothing is clamped. All randomness comes from
-the `rng` the trainer passes in (its saved generator), so a resumed run draws the same numbers.
+the `rng` the trainer passes in (its saved generator), so a resumed run draws the same numbers,
+and is drawn for the global batch (`draw_per_sample`), so image i is augmented alike under
+torchrun and in one process.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ganzoo.api import Augmentation, GanzooError, Register, hookimpl
+from ganzoo.api import Augmentation, GanzooError, Register, draw_per_sample, hookimpl, per_sample_rand
 
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
@@ -29,7 +31,12 @@ Op = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
 def _uniform(x: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
     """One U[0, 1) number per image, shaped to broadcast over (C, H, W)."""
-    return torch.rand(x.shape[0], 1, 1, 1, generator=rng, device=x.device, dtype=x.dtype)
+    return per_sample_rand(x.shape[0], rng, x.device, x.dtype)
+
+
+def _integers(x: torch.Tensor, rng: torch.Generator | None, low: int, high: int) -> torch.Tensor:
+    """One integer in [low, high) per image, shaped (N, 1, 1)."""
+    return draw_per_sample(x.shape[0], lambda m: torch.randint(low, high, (m, 1, 1), generator=rng, device=x.device))
 
 
 def rand_brightness(x: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
@@ -53,8 +60,8 @@ def rand_translation(x: torch.Tensor, rng: torch.Generator | None, ratio: float 
     """Shift each image by whole pixels, up to `ratio` of its size, filling with zeros."""
     n, _, h, w = x.shape
     shift_h, shift_w = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    dy = torch.randint(-shift_h, shift_h + 1, (n, 1, 1), generator=rng, device=x.device)
-    dx = torch.randint(-shift_w, shift_w + 1, (n, 1, 1), generator=rng, device=x.device)
+    dy = _integers(x, rng, -shift_h, shift_h + 1)
+    dx = _integers(x, rng, -shift_w, shift_w + 1)
     # Indices into the image padded by one zero pixel; anything shifted in from outside reads the padding.
     rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy + 1).clamp(0, h + 1)
     cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx + 1).clamp(0, w + 1)
@@ -65,10 +72,10 @@ def rand_translation(x: torch.Tensor, rng: torch.Generator | None, ratio: float 
 
 def rand_cutout(x: torch.Tensor, rng: torch.Generator | None, ratio: float = CUTOUT_RATIO) -> torch.Tensor:
     """Zero one square per image, `ratio` of the image's size, centred anywhere (clipped at the border)."""
-    n, _, h, w = x.shape
+    h, w = x.shape[2:]
     size_h, size_w = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    centre_y = torch.randint(0, h + (1 - size_h % 2), (n, 1, 1), generator=rng, device=x.device)
-    centre_x = torch.randint(0, w + (1 - size_w % 2), (n, 1, 1), generator=rng, device=x.device)
+    centre_y = _integers(x, rng, 0, h + (1 - size_h % 2))
+    centre_x = _integers(x, rng, 0, w + (1 - size_w % 2))
     rows = torch.arange(h, device=x.device).view(1, h, 1) - (centre_y - size_h // 2)
     cols = torch.arange(w, device=x.device).view(1, 1, w) - (centre_x - size_w // 2)
     hole = (rows >= 0) & (rows < size_h) & (cols >= 0) & (cols < size_w)
