@@ -148,7 +148,7 @@ def graphs_trainer(tmp_path, monkeypatch) -> Trainer:
     config = TrainConfig.from_dict({"arch": "dcgan", "images": 16, "batch_size": 8, "steps": 2, "device": "cpu", "out": str(tmp_path / "run")})
     trainer = Trainer(config)
     trainer._graphs_wanted = True  # as on a GPU with --cuda-graphs
-    monkeypatch.setattr("ganzoo.trainer.GraphedStep", FailingCapture)
+    monkeypatch.setattr("ganzoo.steps.GraphedStep", FailingCapture)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     return trainer
 
