@@ -71,9 +71,9 @@ def clear_command(
     for name in kinds or [k.name for k in KINDS.values() if k.evictable]:
         removed = [e for e in result.removed if e.kind == name]
         kept = [e for e in result.in_use if e.kind == name]
-        line = f"{name}: removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} ({human_size(sum(e.size for e in removed))})"
-        older = f" unused for {older_than:g} days" if older_than is not None else ""
-        typer.echo(line + older + (f"; kept {len(kept)} in use" if kept else "") + f"; {len(entries(name))} left in {kind_dir(name)}")
+        older = f" not used in {older_than:g} day(s)" if older_than is not None else ""
+        line = f"{name}: removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}{older} ({human_size(sum(e.size for e in removed))})"
+        typer.echo(line + (f"; kept {len(kept)} in use" if kept else "") + f"; {len(entries(name))} left in {kind_dir(name)}")
     if result.leftover_bytes:
         typer.echo(f"removed {human_size(result.leftover_bytes)} of leftovers (interrupted writes, older layouts)")
     typer.echo(f"freed {human_size(freed)}")

@@ -45,10 +45,10 @@ class CacheKind:
 KINDS: dict[str, CacheKind] = {
     kind.name: kind
     for kind in (
-        CacheKind("datasets", "decoded, preprocessed image folders"),
-        CacheKind("features", "features of real image sets"),
-        CacheKind("weights", "converted weights (cleared only by name)", evictable=False),
-        CacheKind("hub-pulls", "verified copies of hub models"),
+        CacheKind("datasets", "decoded image folders"),
+        CacheKind("features", "real-image features"),
+        CacheKind("weights", "converted weights", evictable=False),
+        CacheKind("hub-pulls", "verified hub models"),
     )
 }
 
