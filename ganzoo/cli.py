@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .console import ConsoleHandler, console, logger
+from .cache_command import cache_app
+from .console import ConsoleHandler, console, logger, render
 from .errors import GanzooError
 
 LIST_KINDS = {"datasets": "datasets", "archs": "architectures", "losses": "losses", "metrics": "metrics", "augmentations": "augmentations"}
@@ -186,7 +187,7 @@ def list_(
         for entry in reg.entries():
             if entry.name in reg.list(filter):
                 table.add_row(entry.name, entry.plugin, versions.get(entry.plugin, ""), getattr(entry.obj, "description", "") or (entry.obj.__doc__ or "").strip().split("\n")[0])
-        typer.echo(_render(table))
+        typer.echo(render(table))
 
 
 @app.command()
@@ -200,18 +201,13 @@ def plugins() -> None:
     for info in plugin_infos():
         registered = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(info.registered.items()))
         table.add_row(info.name, info.version, info.source, registered, f"FAILED: {info.error}" if info.error else "ok")
-    typer.echo(_render(table))
-
-
-def _render(table: Table) -> str:
-    from rich.console import Console
-
-    capture = Console(width=max(console.width, 120), record=True, file=open(os.devnull, "w"))
-    capture.print(table)
-    return capture.export_text().rstrip()
+    typer.echo(render(table))
 
 
 _commands_registered = False
+
+
+app.add_typer(cache_app, name="cache")
 
 
 def build_app() -> typer.Typer:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -32,3 +33,10 @@ class ConsoleHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         style = {"WARNING": "yellow", "ERROR": "bold red"}.get(record.levelname, "dim")
         console.print(f"[{style}]{record.levelname.lower()}:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
+def render(renderable: RenderableType) -> str:
+    """Plain text of a rich table (at least 120 columns wide), for stdout: tables are results, not logs."""
+    capture = Console(width=max(console.width, 120), record=True, file=io.StringIO())
+    capture.print(renderable)
+    return capture.export_text().rstrip()

@@ -1,8 +1,9 @@
 """Image datasets: decoding, the study's preprocessing, on-disk caching, and batching.
 
-A dataset is decoded once into a uint8 tensor (N, 1, H, W) that is cached on disk, keyed by
-the files' content and the preprocessing parameters; training turns batches of it into
-floats on the fly (scaling, optional torch Normalize, gray -> 3 channels).
+A dataset is decoded once into a uint8 tensor (N, 1, H, W) that is cached on disk (cache
+`datasets`), keyed by the files' content and the preprocessing parameters, with the files it
+skipped and why, so a cached load can say so again; training turns batches of it into floats
+on the fly (scaling, optional torch Normalize, gray -> 3 channels).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -19,14 +20,17 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .cache_entries import open_entry, remove_entry
+from .caches import write_entry
 from .console import logger
 from .errors import DataError
-from .paths import atomic_write_text, cache_dir, dump_json
 from .plugins import registry
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 NORMALIZATIONS = ("none", "torch")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+IMAGES_FILE = "images.safetensors"
+META_FILE = "dataset.json"
 MAX_PIXELS = 100_000_000  # larger images are refused before decoding (memory)
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # skipped files get our own message
@@ -65,6 +69,10 @@ class ImageSet:
     skipped: int = 0
     # True for generated data (phantoms, simulations): the model card then says no patient data was used.
     synthetic: bool = False
+    # Files left out and why ({path relative to the source: reason}); kept in the cache, so a cached load reports them again.
+    skipped_files: dict[str, str] = field(default_factory=dict)
+    # Where the images came from (a data folder), for messages and cache listings; never published.
+    source: str = ""
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -86,6 +94,7 @@ class ImageSet:
             fingerprint=digest,
             files=[self.files[i] for i in indices] if self.files else [],
             labels=[self.labels[i] for i in indices] if self.labels else [],
+            source=self.source,
             synthetic=self.synthetic,
         )
 
@@ -169,26 +178,39 @@ def cache_key(parts: dict) -> str:
 
 
 def load_cached(key: str) -> ImageSet | None:
-    path = cache_dir("datasets") / f"{key}.safetensors"
-    if not path.exists():
-        return None
-    try:
-        tensors = load_file(str(path))
-        meta = json.loads((path.with_suffix(".json")).read_text())
-    except Exception as error:  # a damaged cache entry is rebuilt, never trusted
-        logger.warning("ignoring damaged dataset cache %s (%s)", path, error)
-        return None
-    return ImageSet(images=tensors["images"], **meta)
+    """A decoded dataset from the cache, or None; a damaged entry is removed (and so rebuilt), never trusted."""
+    with open_entry("datasets", key) as entry:
+        if entry is None:
+            return None
+        try:
+            images = load_file(str(entry.path / IMAGES_FILE))["images"]
+            return ImageSet(images=images, **json.loads((entry.path / META_FILE).read_text()))
+        except Exception as error:  # whatever is wrong with it, it is decoded again
+            problem = error
+    logger.warning("ignoring damaged dataset cache entry %s (%s); decoding again", key, problem)
+    remove_entry("datasets", key, even_in_use=True)
+    return None
 
 
-def store_cached(key: str, data: ImageSet) -> None:
-    """Cache a decoded dataset; the tensor file is written first, the JSON last (commit)."""
-    directory = cache_dir("datasets")
-    tmp = directory / f".{key}.tmp.safetensors"
-    save_file({"images": data.images.contiguous()}, str(tmp))
-    tmp.replace(directory / f"{key}.safetensors")
-    meta = {k: v for k, v in asdict(data).items() if k != "images"}
-    atomic_write_text(directory / f"{key}.json", dump_json(meta))
+def describe_preprocessing(prep: Preprocessing) -> str:
+    clahe = f"CLAHE clip {prep.clahe_clip:g} tile {prep.clahe_tile}" if prep.clahe else "no CLAHE"
+    return f"{prep.resolution}x{prep.resolution}, {clahe}"
+
+
+def store_cached(key: str, data: ImageSet, preprocessing: Preprocessing | None = None) -> None:
+    """Cache a decoded dataset (its images, files, labels and skipped files) atomically."""
+    meta = {f.name: getattr(data, f.name) for f in fields(data) if f.name != "images"}
+    labels = sorted(set(data.labels) - {""})
+    what = f"{data.source or data.name} (fingerprint {data.fingerprint}): {len(data)} images, {data.skipped} skipped"
+    what += f", label(s) {', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}" if labels else ""
+    details = {"source": data.source, "name": data.name, "fingerprint": data.fingerprint, "images": len(data), "skipped": data.skipped, "labels": labels}
+    if preprocessing is not None:
+        what += f"; {describe_preprocessing(preprocessing)}"
+        details["preprocessing"] = asdict(preprocessing)
+    with write_entry("datasets", key, what, details) as tmp:
+        tmp.mkdir()
+        save_file({"images": data.images.contiguous()}, str(tmp / IMAGES_FILE))
+        (tmp / META_FILE).write_text(json.dumps(meta, sort_keys=True))
 
 
 def list_image_files(root: Path) -> list[Path]:

@@ -11,7 +11,6 @@ before anything is loaded. Nothing is ever unpickled.
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import tempfile
 import warnings
@@ -21,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from .cache_entries import entry_path, pin_entry, remove_entry
+from .caches import write_entry
 from .card import model_card
 from .checkpoint import find_checkpoint, load_gan, read_config, write_checkpoint
 from .errors import CheckpointError, GanzooError
@@ -28,9 +29,10 @@ from .images import to_uint8, write_grid
 from .locations import HubBackend, ModelRef, ModelVersion, get_hub, is_location, location_of, target
 from .locations import validate_version
 from .manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, read_manifest, verify_file, verify_snapshot
-from .paths import cache_dir, fsync_dir
+from .paths import cache_dir
 
 SAMPLES_FILE = "samples.png"
+PULLS = "hub-pulls"
 SAMPLE_GRID = 16
 
 
@@ -194,32 +196,25 @@ def _fetch_verified(backend: HubBackend, name: str, snapshot: str, dest: Path, o
 
 
 def pull(location: str, hub: str | None = None, *, force: bool = False) -> Path:
-    """Fetch a model into the local cache, verify every file, and return the checkpoint directory."""
+    """Fetch a model into the local cache, verify every file, and return the checkpoint directory.
+
+    The copy is pinned (cache `hub-pulls`): no other ganzoo process clears or evicts it while
+    this one runs. With `force`, it is downloaded again even when a verified copy is there.
+    """
     backend, name, version = target(location, hub)
     snapshot = validate_version(backend.resolve(name, version))
-    final = cache_dir("hub-pulls") / backend.cache_key() / name / snapshot
-    if not force and _cached(backend, final, name):
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{snapshot}.tmp-"))
-    try:
+    key = f"{backend.cache_key()}/{name}/{snapshot}"
+    if force:
+        remove_entry(PULLS, key, even_in_use=True)
+    elif (cached := _cached(backend, key, name)) is not None:
+        return cached
+    where = location_of(backend, f"{name}@{snapshot}")
+    details = {"location": where, "hub": backend.uri, "name": name, "snapshot": snapshot}
+    with write_entry(PULLS, key, f"{where} (pulled and verified)", details, pin=True) as tmp:
+        tmp.mkdir()
         _fetch_verified(backend, name, snapshot, tmp)
         verify_snapshot(tmp, *_identity(backend, name, snapshot))
-        if final.exists():
-            if not force and _cached(backend, final, name):
-                return final  # a concurrent pull placed it meanwhile; never pull it from under its reader
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            final.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            tmp.rename(final)
-        except OSError:
-            if not final.is_dir():
-                raise
-        fsync_dir(final.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return entry_path(PULLS, key)
 
 
 def _identity(backend: HubBackend, name: str, snapshot: str) -> tuple[str | None, str | None]:
@@ -227,16 +222,18 @@ def _identity(backend: HubBackend, name: str, snapshot: str) -> tuple[str | None
     return (name, snapshot) if backend.pins_versions else (None, None)
 
 
-def _cached(backend: HubBackend, directory: Path, name: str) -> bool:
-    """True when a cached pull is present and still verifies; a bad copy warns and is pulled again."""
-    if not directory.is_dir():
-        return False
+def _cached(backend: HubBackend, key: str, name: str) -> Path | None:
+    """A pinned cached pull that still verifies; a bad copy warns, is removed and pulled again."""
+    entry = pin_entry(PULLS, key)
+    if entry is None:
+        return None
     try:
-        verify_snapshot(directory, *_identity(backend, name, directory.name))
-        return True
+        verify_snapshot(entry.path, *_identity(backend, name, entry.path.name))
+        return entry.path
     except CheckpointError as error:
-        warnings.warn(f"cached copy {directory} failed verification ({error}); pulling it again", stacklevel=3)
-        return False
+        warnings.warn(f"cached copy {entry.path} failed verification ({error}); pulling it again", stacklevel=3)
+        remove_entry(PULLS, key, even_in_use=True)
+        return None
 
 
 def load(location: str, hub: str | None = None, device: str = "cpu") -> Any:

@@ -28,7 +28,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 import ganzoo
-from ganzoo import hub
+from ganzoo import cache_entries, caches, hub
 from ganzoo.cli import build_app
 from ganzoo.errors import CheckpointError, GanzooError
 from ganzoo.locations import is_location
@@ -218,6 +218,16 @@ def test_tampered_cache_is_pulled_again(pushed: Path, hub_uri: str) -> None:
     assert again == cached and verify_snapshot(again)
 
 
+def test_a_pulled_model_is_a_cache_entry_kept_while_this_process_uses_it(pushed: Path, hub_uri: str) -> None:
+    pulled = hub.pull("model", hub_uri)
+    (entry,) = cache_entries.entries("hub-pulls")
+    assert entry.path == pulled and "model@" in entry.description and entry.size > 0
+    assert [e.key for e in caches.clear(["hub-pulls"]).in_use] == [entry.key] and pulled.is_dir()
+    cache_entries.release_pins()
+    assert [e.key for e in caches.clear(["hub-pulls"]).removed] == [entry.key] and not pulled.exists()
+    assert hub.pull("model", hub_uri) == pulled and verify_snapshot(pulled)
+
+
 @pytest.mark.parametrize("bad", ["model.bin", "weights.pt", "../config.json", "sub/x.json"])
 def test_manifest_listing_a_refused_file(pushed: Path, hub_uri: str, bad: str) -> None:
     manifest_path = pushed / "manifest.json"
@@ -275,7 +285,7 @@ CONCURRENT_PUSHER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from ganzoo import hub
+    from ganzoo import cache_entries, caches, hub
     from ganzoo.errors import GanzooError
 
     run, uri, own, ready, peer = sys.argv[1:6]

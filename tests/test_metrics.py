@@ -451,7 +451,7 @@ def test_torch_fidelity_file_in_torch_hub_is_used(inception_file: Path, monkeypa
     monkeypatch.setattr(W, "FIDELITY_SHA256", api.file_sha256(hub_file))
     found = W.inception_weights(classifier=True)
     assert found.source == "torch-fidelity" and found.classifier
-    assert found.path.parent == api.cache_dir("inception")
+    assert found.path.parent == api.cache_dir("weights")
     assert W.inception_weights().sha256 == found.sha256  # cached copy, now preferred
 
 
@@ -468,7 +468,7 @@ def test_torch_fidelity_file_sharing_only_the_hash_prefix_is_refused(inception_f
     monkeypatch.setattr(FH, "FID_HELPER_PACKAGE", "no_such_package_for_ganzoo_tests")
     with pytest.raises(GanzooError, match="Inception Score is not offered"):
         W.inception_weights(classifier=True)
-    assert not (api.cache_dir("inception") / "tf-inception-2015-12-05-torch-fidelity.safetensors").exists()
+    assert not (api.cache_dir("weights") / "tf-inception-2015-12-05-torch-fidelity.safetensors").exists()
 
 
 # -- evaluation end to end -------------------------------------------------------------------------
@@ -496,7 +496,7 @@ def test_evaluate_small_n_kid_and_real_feature_cache(weights: W.InceptionWeights
     first = api.evaluate(gan, real, metrics=["kid"], n=6, device="cpu")["metrics"]["kid"]
     assert (first["n_fake"], first["n_real"], first["subset_size"]) == (6, 6, 6)
     assert first["extraction"]["real_cached"] is False and first["extraction"]["images"] == 12
-    cached = list((ganzoo_home / "cache" / "metrics").glob("real-*.safetensors"))
+    cached = list((ganzoo_home / "cache" / "features").glob("real-*.safetensors"))
     assert len(cached) == 1
     second = api.evaluate(gan, real, metrics=["kid"], n=6, device="cpu")["metrics"]["kid"]
     assert second["extraction"]["real_cached"] is True and second["value"] == pytest.approx(first["value"])

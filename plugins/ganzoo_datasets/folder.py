@@ -107,9 +107,17 @@ def load_folder(options: DatasetOptions) -> ImageSet:
     key = cache_key({"files": digests, "order": order, "max": options.max_images, "prep": asdict(options.preprocessing)})
     cached = load_cached(key)
     if cached is not None:
+        cached.source = str(root)
+        for name, reason in cached.skipped_files.items():
+            logger.warning("skipping %s: %s", root / name, reason)
+        report(cached, root, options)
+        logger.info(
+            "loaded %d images of %s from the dataset cache (key %s%s)", len(cached), root, key,
+            f"; {cached.skipped} file(s) skipped, listed above" if cached.skipped else "",
+        )
         return cached
 
-    images, kept_files, kept_labels, skipped = [], [], [], 0
+    images, kept_files, kept_labels, skipped = [], [], [], {}
     target = options.max_images or len(files)
     with progress() as bar:
         task = bar.add_task(f"decoding {root.name}", total=target)
@@ -119,19 +127,15 @@ def load_folder(options: DatasetOptions) -> ImageSet:
             try:
                 gray = decode_grayscale(files[i])
             except UnreadableImage as problem:
-                skipped += 1
+                skipped[str(files[i].relative_to(root))] = str(problem)
                 logger.warning("skipping %s: %s", files[i], problem)
                 continue
             images.append(preprocess(gray, options.preprocessing))
             kept_files.append(str(files[i].relative_to(root)))
             kept_labels.append(labels[i])
             bar.advance(task)
-    if skipped:
-        logger.warning("skipped %d unreadable file(s) in %s", skipped, root)
     if not images:
-        raise DataError(f"no usable image in {root} ({skipped} file(s) could not be decoded)")
-    if options.max_images is not None and len(images) < options.max_images:
-        logger.warning("--images %d asked, but %s has only %d usable image(s)", options.max_images, root, len(images))
+        raise DataError(f"no usable image in {root} ({len(skipped)} file(s) could not be decoded)")
     fingerprint = hashlib.sha256(
         json.dumps({f: digests[f] for f in kept_files}, sort_keys=True).encode()
     ).hexdigest()[:16]
@@ -141,7 +145,19 @@ def load_folder(options: DatasetOptions) -> ImageSet:
         fingerprint=fingerprint,
         files=kept_files,
         labels=kept_labels,
-        skipped=skipped,
+        skipped=len(skipped),
+        skipped_files=skipped,
+        source=str(root),
     )
-    store_cached(key, data)
+    report(data, root, options)
+    store_cached(key, data, options.preprocessing)
+    logger.info("decoded %d images of %s into the dataset cache (key %s)", len(data), root, key)
     return data
+
+
+def report(data: ImageSet, root: Path, options: DatasetOptions) -> None:
+    """What a load says after the per-file lines, the same whether decoded now or taken from the cache."""
+    if data.skipped:
+        logger.warning("skipped %d unreadable file(s) in %s", data.skipped, root)
+    if options.max_images is not None and len(data) < options.max_images:
+        logger.warning("--images %d asked, but %s has only %d usable image(s)", options.max_images, root, len(data))

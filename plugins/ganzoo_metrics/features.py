@@ -1,8 +1,9 @@
 """Inception pool features as the registered feature space "inception", and a cache of real features.
 
 Scoring many checkpoints against the same real images should extract their features once:
-they are stored as safetensors under `$GANZOO_HOME/cache/metrics`, keyed by the images' exact
-pixels and the extractor's identity (so by preprocessing, resolution and weights). The last
+they are stored as safetensors in the `features` cache (`$GANZOO_HOME/cache/features`), keyed
+by the images' exact pixels and the extractor's identity (so by preprocessing, resolution and
+weights). The last
 real set's features are also remembered per image in memory, so the real-vs-real baseline,
 which splits that set, extracts nothing again.
 """
@@ -20,7 +21,17 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch.utils.data import Dataset
 
-from ganzoo.api import FeatureExtractor, GanzooError, ImageSet, atomic_write_bytes, cache_dir, logger, progress
+from ganzoo.api import (
+    FeatureExtractor,
+    GanzooError,
+    ImageSet,
+    cache_entry_path,
+    logger,
+    open_cache_entry,
+    progress,
+    remove_cache_entry,
+    write_cache_entry,
+)
 
 from .weights import EXTRACTOR_NAME, POOL, InceptionWeights, extractor_class, inception_weights, require_torch_fidelity
 
@@ -187,24 +198,47 @@ def features_for(images: torch.Tensor, extractor: FeatureExtractor, identity: st
     return extractor.extract(images, device, batch_size), True
 
 
-def real_features_path(real: ImageSet, identity: str) -> Path:
-    """Cache file for these exact pixels (so preprocessing and resolution) and this extractor."""
+FEATURES = "features"
+_ANNOUNCED: set[str] = set()
+
+
+def real_features_key(real: ImageSet, identity: str) -> str:
+    """Cache key for these exact pixels (so preprocessing and resolution) and this extractor."""
     pixels = hashlib.sha256(real.images.contiguous().numpy().tobytes()).hexdigest()
     parts = {"v": FEATURE_CACHE_VERSION, "shape": list(real.images.shape), "pixels": pixels, "extractor": identity}
-    return cache_dir("metrics") / f"real-{hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]}.safetensors"
+    return f"real-{hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]}.safetensors"
 
 
-def _load_cached(path: Path, n: int) -> torch.Tensor | None:
-    if not path.exists():
-        return None
-    try:
-        features = load_file(str(path))["features"]
-        if features.dim() == 2 and features.shape[0] == n and bool(torch.isfinite(features).all()):
-            return features
-        raise ValueError(f"shape {tuple(features.shape)} or non-finite values")
-    except Exception as error:  # a damaged cache entry is recomputed, never trusted
-        logger.warning("ignoring damaged feature cache %s (%s)", path, error)
-        return None
+def real_features_path(real: ImageSet, identity: str) -> Path:
+    return cache_entry_path(FEATURES, real_features_key(real, identity))
+
+
+def describe_real(real: ImageSet) -> str:
+    """Which real set: where it came from, how many images of what size, its fingerprint."""
+    height, width = real.images.shape[-2:]
+    return f"{real.source or real.name} ({len(real)} images, {height}x{width}, fingerprint {real.fingerprint})"
+
+
+def _load_cached(key: str, n: int) -> torch.Tensor | None:
+    with open_cache_entry(FEATURES, key) as entry:
+        if entry is None:
+            return None
+        try:
+            features = load_file(str(entry.path))["features"]
+            if features.dim() == 2 and features.shape[0] == n and bool(torch.isfinite(features).all()):
+                return features
+            raise ValueError(f"shape {tuple(features.shape)} or non-finite values")
+        except Exception as error:  # a damaged cache entry is recomputed, never trusted
+            logger.warning("ignoring damaged feature cache %s (%s)", entry.path, error)
+    remove_cache_entry(FEATURES, key, even_in_use=True)
+    return None
+
+
+def _announce(key: str, message: str, *args: Any) -> None:
+    """Say once per process where a real set's features came from (evaluations during training repeat)."""
+    if key not in _ANNOUNCED:
+        _ANNOUNCED.add(key)
+        logger.info(message, *args)
 
 
 def cached_features(real: ImageSet, extractor: FeatureExtractor, device: torch.device, batch_size: int = 64) -> tuple[torch.Tensor, bool]:
@@ -214,9 +248,10 @@ def cached_features(real: ImageSet, extractor: FeatureExtractor, device: torch.d
     baseline's halves) is assembled from memory and not written again.
     """
     identity = extractor.identity()
-    path = real_features_path(real, identity)
-    features = _load_cached(path, len(real))
+    key = real_features_key(real, identity)
+    features = _load_cached(key, len(real))
     if features is not None:
+        _announce(key, "real features of %s from the feature cache (key %s)", describe_real(real), key)
         remember_rows(real.images, features, identity)
         return features, True
     features, extracted = features_for(real.images, extractor, identity, device, batch_size)
@@ -225,7 +260,11 @@ def cached_features(real: ImageSet, extractor: FeatureExtractor, device: torch.d
     features = features.float().contiguous()
     if not bool(torch.isfinite(features).all()):
         raise GanzooError(f"real features of {real.name} hold NaN/Inf; no metric is computed from them")
-    atomic_write_bytes(path, safetensors_bytes({"features": features}, metadata={"fingerprint": real.fingerprint, "extractor": identity}))
+    provenance = extractor.describe()
+    what = f"{describe_real(real)}: {provenance.get('extractor', type(extractor).__name__)} features {tuple(features.shape)}"
+    details = {"source": real.source, "name": real.name, "fingerprint": real.fingerprint, "images": len(real), "shape": list(real.images.shape), "extractor": identity}
+    with write_cache_entry(FEATURES, key, what, details) as tmp:
+        tmp.write_bytes(safetensors_bytes({"features": features}, metadata={"fingerprint": real.fingerprint, "extractor": identity}))
+    _announce(key, "extracted real features of %s into the feature cache (key %s)", describe_real(real), key)
     remember_rows(real.images, features, identity)
     return features, False
-

