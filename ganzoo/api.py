@@ -24,7 +24,7 @@ from .cache_entries import pin_entry as pin_cache_entry
 from .cache_entries import remove_entry as remove_cache_entry
 from .caches import write_entry as write_cache_entry
 from .checkpoint import check_safetensors_header, find_checkpoint, load_gan, read_config
-from .config import TrainConfig, read_config_file
+from .config import TrainConfig, command_line, parse_option, read_config_file
 from .console import console, logger, progress
 from .data import (
     IMAGE_EXTENSIONS,
@@ -79,12 +79,12 @@ __all__ = [
     "IMAGE_EXTENSIONS", "MANIFEST_FILE", "MAX_MANIFEST_BYTES", "Architecture", "Augmentation", "CheckpointError", "DataError", "DatasetOptions",
     "DatasetSpec", "FeatureExtractor", "GAN", "GANLoss", "GanzooError", "HubBackend", "ImageSet", "Metric", "MetricContext",
     "ModelVersion", "Preprocessing", "Register", "TrainConfig", "TrainingDiverged", "TrainingInterrupted", "UnreadableImage",
-    "__version__", "atomic_write_bytes", "atomic_write_text", "build_loss", "cache_dir", "cache_entry_path", "cache_key", "check_safetensors_header", "compute_metrics", "console",
+    "__version__", "atomic_write_bytes", "atomic_write_text", "build_loss", "cache_dir", "command_line", "cache_entry_path", "cache_key", "check_safetensors_header", "compute_metrics", "console",
     "conv_discriminator", "conv_generator", "create_gan", "decode_grayscale", "draw_per_sample", "dump_json", "environment_versions", "evaluate",
     "file_entries", "file_sha256", "find_checkpoint", "fsync_dir", "ganzoo_home", "get_feature_extractor", "get_hub", "get_metrics", "has_batch_norm",
     "hookimpl", "hub_list_models", "hub_pull", "hub_push", "hub_show", "init_dcgan_weights", "list_image_files", "load", "load_cached", "load_dataset", "load_gan", "logger",
     "open_cache_entry", "pin_cache_entry", "remove_cache_entry", "write_cache_entry",
-    "per_sample_rand", "preprocess", "progress", "read_config", "read_config_file", "read_grayscale", "real_baseline",
+    "parse_option", "per_sample_rand", "preprocess", "progress", "read_config", "read_config_file", "read_grayscale", "real_baseline",
     "real_data_options", "real_images_for", "register_plugin", "registry", "unregister_plugin", "resolve_checkpoint", "resolve_device", "seed_everything",
     "store_cached", "to_uint8", "train", "validate_name", "validate_version", "write_grid", "write_manifest", "write_png",
 ]

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import json
 import math
 import shlex
-import typing
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ganzoo.api import GanzooError, TrainConfig, atomic_write_text, dump_json, read_config_file
+from ganzoo.api import GanzooError, TrainConfig, atomic_write_text, command_line, dump_json, parse_option, read_config_file
 
 # Two-sided 95% Student-t quantiles by degrees of freedom: no scipy at run time.
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -77,32 +75,9 @@ def config_hash(values: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
-
-
 def parse_value(key: str, text: str) -> Any:
-    """A --vary value as the TrainConfig field's type (int, float, bool or str; 'none' is None)."""
-    hints = field_types()
-    name = key.replace("-", "_")
-    if name not in hints:
-        raise GanzooError(f"--vary {key}: unknown key; known keys: {', '.join(hints)}")
-    hint = str(hints[name])
-    raw = text.strip()
-    if raw.lower() in ("none", "null") and "None" in hint:
-        return None
-    try:
-        if "bool" in hint:
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("true", "1", "yes")
-        if "int" in hint and "float" not in hint:
-            return int(raw)
-        if "float" in hint:
-            return float(raw)
-    except ValueError:
-        raise GanzooError(f"--vary {key}: {raw!r} is not a valid value for {name} ({hint})") from None
-    return raw
+    """A --vary/--set value typed as the training option declares it ('none' is None where allowed)."""
+    return parse_option(key, text, where="--vary")
 
 
 def parse_vary(items: Sequence[str]) -> dict[str, list[Any]]:
@@ -121,22 +96,7 @@ def parse_vary(items: Sequence[str]) -> dict[str, list[Any]]:
 
 def train_command(values: Mapping[str, Any]) -> str:
     """The `ganzoo train` command line that trains exactly this configuration."""
-    defaults = TrainConfig().to_dict()
-    parts = ["ganzoo", "train"]
-    for key, value in values.items():
-        if key in ("resume",) or value is None or value == defaults.get(key):
-            continue
-        flag = "--" + key.replace("_", "-")
-        if key == "betas":
-            parts += [flag, ",".join(str(v) for v in value)]
-        elif key == "loss_args":
-            for k, v in value.items():
-                parts += ["--loss-arg", f"{k}={v}"]
-        elif isinstance(value, bool):
-            parts.append(flag if value else "--no-" + key.replace("_", "-"))
-        else:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
+    return shlex.join(["ganzoo", "train", *command_line(values)])
 
 
 def toml_text(values: Mapping[str, Any]) -> str:
@@ -173,7 +133,7 @@ def load_base(base: str | Path | Mapping[str, Any] | TrainConfig | None) -> dict
 
 def explicit(values: Mapping[str, Any]) -> dict[str, Any]:
     """Only the keys that differ from TrainConfig's defaults (short, readable configs)."""
-    defaults = dataclasses.asdict(TrainConfig())
+    defaults = TrainConfig().to_dict()
     out = {}
     for key, value in values.items():
         if isinstance(value, tuple):
