@@ -97,3 +97,13 @@ def inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("inception") / "tf-inception-2015-12-05.safetensors"
     convert_fid_helper(target=target)
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-step DCGAN on the built-in synthetic data, trained once per session: a generator to score."""
+    import ganzoo
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GANZOO_HOME", str(tmp_path_factory.mktemp("train_home")))
+        return ganzoo.train({"arch": "dcgan", "images": 32, "steps": 1, "batch_size": 16, "out": str(tmp_path_factory.mktemp("run"))})

@@ -19,6 +19,7 @@ from ganzoo.errors import GanzooError
 from ganzoo.hookspecs import Register, hookimpl
 from ganzoo.plugins import register_plugin, registry, unregister_plugin
 from ganzoo.trainer import Trainer
+from tiny import tiny_config
 from ganzoo_diffaugment import (
     DEFAULT_POLICY,
     DiffAugment,
@@ -42,8 +43,7 @@ def images(n: int = 6, channels: int = 1, h: int = 32, w: int = 32, seed: int = 
 
 
 def tiny(tmp_path: Path, **kwargs: object) -> TrainConfig:
-    values = {"arch": "dcgan", "images": 4, "batch_size": 2, "steps": 2, "device": "cpu", "out": str(tmp_path), "log_every": 1}
-    return TrainConfig.from_dict({**values, **kwargs})
+    return tiny_config(tmp_path, **{"images": 4, "batch_size": 2, **kwargs})
 
 
 def test_registered_and_selected_by_spec() -> None:

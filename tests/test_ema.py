@@ -15,13 +15,13 @@ from ganzoo.checkpoint import load_gan
 from ganzoo.config import TrainConfig
 from ganzoo.errors import GanzooError
 from ganzoo.trainer import Trainer
+from tiny import tiny_config
 
 DECAY = 0.9
 
 
 def tiny(tmp_path: Path, **kwargs: object) -> TrainConfig:
-    values = {"arch": "dcgan", "images": 4, "batch_size": 2, "steps": 3, "device": "cpu", "out": str(tmp_path), "log_every": 1}
-    return TrainConfig.from_dict({**values, **kwargs})
+    return tiny_config(tmp_path, **{"images": 4, "batch_size": 2, "steps": 3, **kwargs})
 
 
 def test_off_by_default(tmp_path: Path) -> None:

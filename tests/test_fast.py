@@ -5,17 +5,16 @@ import torch
 from torch import nn
 
 import ganzoo
-from ganzoo.config import TrainConfig
 from ganzoo.errors import GanzooError
 from ganzoo.fast import FastOptions, InstanceNorm2dFP32, UnfoldConv2d, swap_instance_norms, swap_thin_convs
 from ganzoo.models import create_gan
 from ganzoo.trainer import Trainer
 from ganzoo_wgan_gp import WGANGPLoss
+from tiny import tiny_config
 
 
 def tiny(tmp_path, **kwargs):
-    values = {"arch": "wgan-gp", "images": 16, "batch_size": 8, "steps": 1, "n_critic": 1, "device": "cpu", "out": str(tmp_path / "run")}
-    return TrainConfig.from_dict({**values, **kwargs})
+    return tiny_config(tmp_path / "run", **{"arch": "wgan-gp", "steps": 1, "n_critic": 1, "log_every": 10, **kwargs})
 
 
 def test_defaults_per_device():

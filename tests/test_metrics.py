@@ -48,14 +48,6 @@ def weights(inception_file: Path, monkeypatch: pytest.MonkeyPatch) -> W.Inceptio
     return W.inception_weights()
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 1-step DCGAN on the built-in synthetic data: enough to have a generator to score."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GANZOO_HOME", str(tmp_path_factory.mktemp("train_home")))
-        return ganzoo.train({"arch": "dcgan", "images": 32, "steps": 1, "batch_size": 16, "out": str(tmp_path_factory.mktemp("run"))})
-
-
 def _real(n: int = N) -> api.ImageSet:
     return api.load_dataset("synthetic-cxr", api.DatasetOptions(max_images=n, preprocessing=api.Preprocessing(resolution=64)))
 

@@ -17,13 +17,14 @@ from ganzoo.config import TrainConfig, command_line, declared_options, options_t
 from ganzoo.plugins import register_plugin, unregister_plugin
 from ganzoo.runs import train
 from ganzoo.trainer import Trainer
+from tiny import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = re.compile(r"<!-- options-table.*?-->\n(.*?)<!-- /options-table -->", re.DOTALL)
 
 
 def tiny(tmp_path: Path, **values):
-    return {"images": 16, "batch_size": 8, "steps": 1, "device": "cpu", "out": str(tmp_path / "run"), **values}
+    return {**TINY, "arch": values.pop("arch", "dcgan"), "steps": 1, "out": str(tmp_path / "run"), **values}
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/usage.md"])

@@ -33,13 +33,6 @@ def weights(inception_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return inception_file
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GANZOO_HOME", str(tmp_path_factory.mktemp("train_home")))
-        return ganzoo.train({"arch": "dcgan", "images": 32, "steps": 1, "batch_size": 16, "out": str(tmp_path_factory.mktemp("run"))})
-
-
 def test_parse_vary_types_values() -> None:
     assert parse_vary(["images=1000,2000", "noise_factor=0,0.5", "normalize=none,torch"]) == {
         "images": [1000, 2000], "noise_factor": [0.0, 0.5], "normalize": ["none", "torch"]}

@@ -5,14 +5,12 @@ import torch
 
 import ganzoo
 from ganzoo.checkpoint import load_gan
-from ganzoo.config import TrainConfig
 from ganzoo.trainer import Trainer
+from tiny import tiny_config
 
 
 def tiny(tmp_path, **kwargs):
-    values = {"arch": "dcgan", "images": 32, "batch_size": 8, "steps": 2, "device": "cpu", "out": str(tmp_path / "run"), "log_every": 1}
-    values.update(kwargs)
-    return TrainConfig.from_dict(values)
+    return tiny_config(tmp_path / "run", **{"images": 32, **kwargs})
 
 
 def test_few_steps_change_weights_and_keep_losses_finite(tmp_path):
