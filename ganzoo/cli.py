@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import sys
 import typing
 import warnings
 from pathlib import Path
@@ -42,6 +43,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: readable at 80 columns (rich's option table squeezed descriptions into
+    # ~20 characters beside the long --x/--no-x flags), and --help skips importing rich's renderer.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 
 
@@ -226,4 +231,7 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--version"]:  # answered before any plugin is loaded
+        print(f"ganzoo {__version__}")
+        return
     build_app()(prog_name="ganzoo")

@@ -25,7 +25,6 @@ from .paths import atomic_write_text, cache_dir, dump_json
 from .plugins import registry
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-NORMALIZATIONS = ("none", "torch")
 CACHE_VERSION = 1
 MAX_PIXELS = 100_000_000  # larger images are refused before decoding (memory)
 
@@ -204,11 +203,6 @@ def to_model_input(batch: torch.Tensor, channels: int, normalize: str = "none", 
         mean, std = mean_std
         x = (x / 255.0 - mean) / std
     return x.expand(-1, channels, -1, -1) if channels != x.shape[1] else x
-
-
-def default_dataset(dataset: str | None, path: str | None) -> str:
-    """The dataset a run uses: the one named, else `folder` for a path, else the built-in phantoms."""
-    return dataset or ("folder" if path else "synthetic-cxr")
 
 
 def load_dataset(name: str, options: DatasetOptions) -> ImageSet:

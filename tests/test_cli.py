@@ -116,3 +116,34 @@ def test_messages_print_square_brackets_literally(tmp_path):
     result = CliRunner().invoke(build_app(), ["train", "--config", str(missing)])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: config file not found: {missing}"
+
+
+# A fresh interpreter running the console script's main() with the given arguments.
+STARTUP_PROBE = """
+import sys
+import ganzoo.cli
+sys.argv = ["ganzoo", *sys.argv[1:]]
+try:
+    ganzoo.cli.main()
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["train", "--help"], ["hub", "--help"]])
+def test_version_and_help_import_no_torch(args):
+    """Every command used to import torch (2-6 s) before reading its arguments; --version and
+    --help need the plugins' command names, not torch."""
+    out = subprocess.run([sys.executable, "-c", STARTUP_PROBE, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.rstrip().endswith("torch imported: False"), out.stdout
+    if args == ["--help"]:
+        assert all(f"  {name} " in out.stdout for name in ("train", "evaluate", "sweep", "augment", "hub"))
+
+
+def test_train_help_is_readable_at_80_columns():
+    """Descriptions used to wrap at ~20 characters beside the long --x/--no-x flags."""
+    out = invoke("train", "--help", COLUMNS="80").output
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "--data-seed <int>               Seed of the subset and of synthetic data." in out

@@ -19,7 +19,7 @@ from ganzoo.errors import GanzooError
 from ganzoo.hookspecs import Register, hookimpl
 from ganzoo.plugins import register_plugin, registry, unregister_plugin
 from ganzoo.trainer import Trainer
-from ganzoo_diffaugment import (
+from ganzoo_diffaugment.transforms import (
     DEFAULT_POLICY,
     DiffAugment,
     rand_brightness,
