@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -115,9 +116,15 @@ def test_binary_metrics_and_summary() -> None:
     assert s["mean"] == 2.0 and s["low"] < 2.0 < s["high"]
 
 
-def test_augment_then_classify(tmp_path: Path, image_folder: Path, tiny_checkpoint: Path) -> None:
+def train_on(folder: Path, label: str | None, out: Path) -> Path:
+    """A 1-step DCGAN trained on `folder` (class `label`, or all classes when None)."""
+    return ganzoo.train({"arch": "dcgan", "data": str(folder), "label": label, "steps": 1, "batch_size": 8, "out": str(out)})
+
+
+def test_augment_then_classify(tmp_path: Path, image_folder: Path) -> None:
     out = tmp_path / "aug"
-    manifest = augment(tiny_checkpoint, image_folder, "a", 20, out, device="cpu")
+    manifest = augment(train_on(image_folder, "a", tmp_path / "run-a"), image_folder, "a", 20, out, device="cpu")
+    assert manifest["mismatch"] is None
     written = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
     assert written == {e["file"] for e in manifest["files"]}
     synthetic = {e["file"] for e in manifest["files"] if e["synthetic"]}
@@ -214,6 +221,33 @@ def test_isc_offline_is_one_clear_error_before_training(tmp_path: Path, command:
     assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in result.output, result.output
     assert "inception score" in errors[0].lower(), result.output
     assert not (out / "runs").exists()
+
+
+def test_augment_refuses_a_model_of_other_data(tmp_path: Path, image_folder: Path, tiny_checkpoint: Path) -> None:
+    """`augment` added any checkpoint's images under --label: phantoms as covid, normal as covid."""
+    cases = [
+        (tiny_checkpoint, "was trained on synthetic data (synthetic-cxr), not on real images"),
+        (train_on(image_folder, "b", tmp_path / "run-b"), "was trained on label 'b'"),
+        (train_on(image_folder, None, tmp_path / "run-ab"), "was trained without --label (on every image of its data, whatever the class)"),
+    ]
+    root = image_folder.resolve()
+    for checkpoint, problem in cases:
+        result = CliRunner().invoke(ganzoo.cli.build_app(), ["augment", str(checkpoint), "--data", str(image_folder), "--label", "a",
+                                                             "--to-count", "14", "--out", str(tmp_path / "aug"), "--device", "cpu"])
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert result.output == (f"error: {checkpoint} {problem}: its images are not 'a' images of {root}; use a checkpoint "
+                                 f"trained with --data {root} --label a, or pass --allow-mismatch\n")
+        assert not (tmp_path / "aug").exists()
+    other = tmp_path / "copy"
+    shutil.copytree(image_folder, other)
+    with pytest.raises(GanzooError, match=f"was trained on {image_folder}: its images are not 'a' images of {other.resolve()}"):
+        augment(train_on(image_folder, "a", tmp_path / "run-a"), other, "a", 14, tmp_path / "aug", device="cpu")
+    result = CliRunner().invoke(ganzoo.cli.build_app(), ["augment", str(tiny_checkpoint), "--data", str(image_folder), "--label", "a",
+                                                         "--to-count", "14", "--out", str(tmp_path / "aug"), "--device", "cpu", "--allow-mismatch"])
+    assert result.exit_code == 0, result.output
+    assert "adding its images as 'a' anyway (--allow-mismatch)" in result.output
+    manifest = json.loads((tmp_path / "aug" / "manifest.json").read_text())
+    assert manifest["mismatch"] == cases[0][1] and manifest["counts"]["a"] == {"real": 12, "synthetic": 2}
 
 
 def test_augment_refuses_names_outside_the_data(tmp_path: Path, image_folder: Path, tiny_checkpoint: Path) -> None:
