@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the names for readers and type checkers; at run time `__getattr__` imports them
     from .augment import Augmentation
     from .checkpoint import check_safetensors_header, find_checkpoint, load_gan, read_config
-    from .config import TrainConfig, read_config_file
+    from .config import DEFAULT_EPOCHS, TrainConfig, read_config_file
     from .console import console, logger, progress
     from .data import (
         IMAGE_EXTENSIONS,
@@ -84,6 +84,7 @@ EXPORTS: dict[str, str] = {
     "find_checkpoint": "checkpoint:find_checkpoint",
     "load_gan": "checkpoint:load_gan",
     "read_config": "checkpoint:read_config",
+    "DEFAULT_EPOCHS": "config:DEFAULT_EPOCHS",
     "TrainConfig": "config:TrainConfig",
     "read_config_file": "config:read_config_file",
     "console": "console:console",

@@ -162,11 +162,12 @@ def generate(
     grid: Annotated[Optional[Path], typer.Option(help="Also write a grid of the images to this PNG.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise: the same seed gives the same images.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace the sample-*.png files already in --out (they are removed first).")] = False,
 ) -> None:
     """Write N images from a checkpoint as PNG files at its resolution and channels."""
     from .generate import generate_images
 
-    paths = generate_images(checkpoint, n=n, out=out, seed=seed, grid=grid, device=device)
+    paths = generate_images(checkpoint, n=n, out=out, seed=seed, grid=grid, device=device, overwrite=overwrite)
     console.print(escape(f"wrote {len(paths)} image(s) to {out}" + (f" and a grid to {grid}" if grid else "")), highlight=False)
 
 

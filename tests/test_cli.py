@@ -72,6 +72,16 @@ def test_train_then_generate(tmp_path):
     assert len(files) == 5 and (tmp_path / "grid.png").exists()
     assert cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED).shape == (128, 128)
 
+    # A second run into the same folder silently replaced (and mixed with) the first run's files.
+    before = {f.name: f.read_bytes() for f in files}
+    result = invoke("generate", run, "-n", "2", "--out", tmp_path / "imgs", "--seed", "4")
+    assert result.exit_code == 2
+    assert result.output == f"error: {tmp_path / 'imgs'} already holds 5 sample-*.png file(s) from an earlier run; choose another --out or pass --overwrite\n"
+    assert {f.name: f.read_bytes() for f in sorted((tmp_path / "imgs").glob("*.png"))} == before
+    result = invoke("generate", run, "-n", "2", "--out", tmp_path / "imgs", "--seed", "4", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert [f.name for f in sorted((tmp_path / "imgs").glob("*.png"))] == ["sample-00000.png", "sample-00001.png"]
+
 
 def test_config_file_with_cli_override(tmp_path):
     toml = tmp_path / "run.toml"

@@ -8,14 +8,18 @@ offline. One 1-step DCGAN is trained per module and reused.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import ganzoo
+import ganzoo.api
 import ganzoo.cli
 from ganzoo.api import GanzooError
 from ganzoo_study import augment, classify, compare, sweep
@@ -53,7 +57,10 @@ def test_parse_vary_types_values() -> None:
 def test_plan_epochs_is_one_run_per_curve() -> None:
     runs, rows = plan(TINY | {"steps": None, "epochs": 1}, {"res": [64, 32], "epochs": [2, 4, 6]})
     epoch_runs = [r for r in runs if r.epochs_points]
-    assert len(epoch_runs) == 1 and epoch_runs[0].config["epochs"] == 6 and epoch_runs[0].config["checkpoint_every"] == 2
+    # res=64 is the base (1 epoch): scored on the curve at epoch 1, so the curve checkpoints every epoch.
+    assert len(epoch_runs) == 1 and epoch_runs[0].config["epochs"] == 6 and epoch_runs[0].config["checkpoint_every"] == 1
+    assert [r.name for r in runs] == ["res=32", "base__epochs"]
+    assert [(r.run, r.epoch) for r in rows if r.table == "res"] == [("base__epochs", 1), ("res=32", None)]
     assert [r.epoch for r in rows if r.table == "epochs"] == [2, 4, 6]
     assert {r.run for r in rows if r.table == "epochs"} == {epoch_runs[0].name}
 
@@ -83,6 +90,48 @@ def test_sweep_writes_artefacts_and_resumes(tmp_path: Path, weights: Path, monke
     monkeypatch.setattr("ganzoo_study.scores.evaluate", no_evaluation)
     again = sweep(TINY, vary, out, mode="grid", metrics=("kid",), eval_n=4, max_real=8, device="cpu")
     assert [r["metrics"]["kid"]["mean"] for r in again["rows"]] == [r["metrics"]["kid"]["mean"] for r in results["rows"]]
+
+
+class MeanBrightness(ganzoo.api.Metric):
+    """A cheap metric (no Inception): |mean of fake - mean of real| / 255."""
+
+    def compute(self, fake: torch.Tensor, real: Any, context: Any) -> dict[str, Any]:
+        return {"value": abs(fake.float().mean() - real.images.float().mean()).item() / 255}
+
+
+class MeanBrightnessPlugin:
+    @staticmethod
+    @ganzoo.api.hookimpl
+    def ganzoo_register_metrics(register: Any) -> None:
+        register("mean-brightness", MeanBrightness())
+
+
+def test_sweep_trains_the_base_once_and_reports_every_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The base was trained as `noise_factor=0.0`, again as `normalize=none`, and again as the epochs curve."""
+    trained: list[dict[str, Any]] = []
+
+    def counting_train(config: dict[str, Any]) -> Path:
+        trained.append(config)
+        return ganzoo.api.train(config)
+
+    monkeypatch.setattr("ganzoo_study.sweeps.train", counting_train)
+    ganzoo.api.register_plugin(MeanBrightnessPlugin, name="mean-brightness-test")
+    try:
+        base = {"arch": "dcgan", "batch_size": 8, "images": 16, "epochs": 1}
+        vary = {"noise_factor": [0.0, 0.1], "normalize": ["none"], "epochs": [1, 2]}
+        results = sweep(base, vary, tmp_path / "sweep", metrics=("mean-brightness",), eval_n=4, max_real=8, device="cpu")
+    finally:
+        ganzoo.api.unregister_plugin("mean-brightness-test")
+    assert sorted(Path(c["out"]).name for c in trained) == ["base__epochs", "noise_factor=0.1"]
+    base_rows = [r for r in results["rows"] if r["setting"] in ({"noise_factor": 0.0}, {"normalize": "none"}, {"epochs": 1})]
+    assert {(r["run"], r["epoch"]) for r in base_rows} == {("base__epochs", 1)}
+    assert len({r["metrics"]["mean-brightness"]["mean"] for r in base_rows}) == 1
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    base_table = report.split("## Base configuration")[1].split("## Reproduce")[0]
+    options = [f.name for f in dataclasses.fields(ganzoo.api.TrainConfig) if not f.metadata.get("internal")]
+    assert [line.split(" | ")[0].strip("| ") for line in base_table.splitlines() if line.startswith("| ")][1:] == options
+    assert "| images | 16 | base config |" in base_table and "| arch | dcgan | default |" in base_table
+    assert "| loss | the architecture's | default |" in base_table
 
 
 def test_compare_reports_intervals(tmp_path: Path, weights: Path, tiny_checkpoint: Path) -> None:
