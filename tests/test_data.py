@@ -29,8 +29,8 @@ def test_several_labels_without_label_is_one_warning(image_folder, tmp_path, cap
         load_dataset("folder", opts(image_folder))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == [
-        f"{image_folder} holds 2 classes (a: 12, b: 12) and no --label was given: all 24 images are used, "
-        "the classes mixed; pass --label a to use one class"
+        f"{image_folder} holds 2 classes (a: 12, b: 12) and no --label was given: they are used mixed together; "
+        "pass --label a to use one class"
     ]
     caplog.clear()
     with caplog.at_level("WARNING", logger="ganzoo"):

@@ -83,8 +83,8 @@ def warn_if_mixed(root: Path, labels: list[str]) -> None:
     counts = Counter(label for label in labels if label)
     if len(counts) > 1:
         listed = ", ".join(f"{label}: {n}" for label, n in sorted(counts.items()))
-        logger.warning("%s holds %d classes (%s) and no --label was given: all %d images are used, the classes mixed; "
-                       "pass --label %s to use one class", root, len(counts), listed, len(labels), min(counts))
+        logger.warning("%s holds %d classes (%s) and no --label was given: they are used mixed together; "
+                       "pass --label %s to use one class", root, len(counts), listed, min(counts))
 
 
 def load_folder(options: DatasetOptions) -> ImageSet:
