@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import sys
 import typing
 import warnings
 from pathlib import Path
@@ -43,6 +44,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: readable at 80 columns (rich's option table squeezed descriptions into
+    # ~20 characters beside the long --x/--no-x flags), and --help skips importing rich's renderer.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 
 
@@ -158,11 +163,12 @@ def generate(
     grid: Annotated[Optional[Path], typer.Option(help="Also write a grid of the images to this PNG.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise: the same seed gives the same images.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace the sample-*.png files already in --out (they are removed first).")] = False,
 ) -> None:
     """Write N images from a checkpoint as PNG files at its resolution and channels."""
     from .generate import generate_images
 
-    paths = generate_images(checkpoint, n=n, out=out, seed=seed, grid=grid, device=device)
+    paths = generate_images(checkpoint, n=n, out=out, seed=seed, grid=grid, device=device, overwrite=overwrite)
     console.print(escape(f"wrote {len(paths)} image(s) to {out}" + (f" and a grid to {grid}" if grid else "")), highlight=False)
 
 
@@ -222,4 +228,7 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--version"]:  # answered before any plugin is loaded
+        print(f"ganzoo {__version__}")
+        return
     build_app()(prog_name="ganzoo")

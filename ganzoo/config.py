@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .data import NORMALIZATIONS, default_dataset
 from .errors import GanzooError
-from .models import get_architecture
-from .runtime import MAX_SEED
+from .plugins import registry
 
+# This module imports no torch: `ganzoo --help` builds the train flags from it.
 DEFAULT_EPOCHS = 25
+MAX_SEED = 2**63 - 1
+NORMALIZATIONS = ("none", "torch")
 # Options of the built-in losses that keep flags of their own; they travel in `loss_args`.
 LOSS_ARG_ALIASES: dict[str, tuple[type, str]] = {
     "n_critic": (int, "Discriminator steps per generator step (alias of --loss-arg n_critic=N). (default: per loss)"),
@@ -113,7 +114,7 @@ class TrainConfig:
     def loss_name(self) -> str:
         if self.loss:
             return self.loss
-        return get_architecture(self.arch).default_loss
+        return registry("architectures").get(self.arch).default_loss
 
     def validate(self) -> None:
         """Raise a GanzooError naming the first option that is out of range."""
@@ -158,6 +159,11 @@ class TrainConfig:
                 loss_args[key] = value
             kwargs["loss_args"] = loss_args
         return cls(**kwargs, given=frozenset(kwargs))
+
+
+def default_dataset(dataset: str | None, path: str | None) -> str:
+    """The dataset a run uses: the one named, else `folder` for a path, else the built-in phantoms."""
+    return dataset or ("folder" if path else "synthetic-cxr")
 
 
 def declared_options() -> Iterator[dataclasses.Field]:

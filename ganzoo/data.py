@@ -27,7 +27,6 @@ from .errors import DataError
 from .plugins import registry
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-NORMALIZATIONS = ("none", "torch")
 CACHE_VERSION = 2
 IMAGES_FILE = "images.safetensors"
 META_FILE = "dataset.json"
@@ -226,11 +225,6 @@ def to_model_input(batch: torch.Tensor, channels: int, normalize: str = "none", 
         mean, std = mean_std
         x = (x / 255.0 - mean) / std
     return x.expand(-1, channels, -1, -1) if channels != x.shape[1] else x
-
-
-def default_dataset(dataset: str | None, path: str | None) -> str:
-    """The dataset a run uses: the one named, else `folder` for a path, else the built-in phantoms."""
-    return dataset or ("folder" if path else "synthetic-cxr")
 
 
 def load_dataset(name: str, options: DatasetOptions) -> ImageSet:

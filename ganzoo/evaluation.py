@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .data import DatasetOptions, ImageSet, Preprocessing, default_dataset, load_dataset
+from .config import default_dataset
+from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset
 from .errors import GanzooError
 from .images import to_uint8
 from .models import GAN

@@ -6,10 +6,12 @@ what and warns on duplicates. Plugins never touch the registries directly.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
-import typer
+
+if TYPE_CHECKING:  # typer only names the annotation: loading plugins imports no CLI library
+    import typer
 
 hookspec = pluggy.HookspecMarker("ganzoo")
 hookimpl = pluggy.HookimplMarker("ganzoo")

@@ -34,6 +34,7 @@ from .paths import cache_dir
 SAMPLES_FILE = "samples.png"
 PULLS = "hub-pulls"
 SAMPLE_GRID = 16
+SAMPLE_KEYS = ("samples", "n_samples", "num_samples")  # generated images; evaluate's n_fake is kept as is
 
 
 @dataclass
@@ -66,23 +67,36 @@ def _shareable_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def normalize_metrics(metrics: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """`{"fid": 41.2}` or `{"fid": {"value": 41.2, "samples": 5000}}` -> the card's form."""
+    """The card's form of metrics given as `{"fid": 41.2}`, `{"fid": {"value": 41.2, "samples": 5000}}`
+    or the report `ganzoo evaluate --json` writes (`{"metrics": {"fid": {"value", "n_fake",
+    "n_real", extras}}, ...}`): each a value, its sample counts and its scalar extras."""
+    metrics = metrics or {}
+    if isinstance(metrics.get("metrics"), dict) and "value" not in metrics["metrics"]:
+        metrics = metrics["metrics"]  # an evaluate report: the rest says how, not what, was measured
     out: dict[str, dict[str, Any]] = {}
-    for key, value in (metrics or {}).items():
+    for key, value in metrics.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[str(key)] = {"value": float(value)}
             continue
         if not isinstance(value, dict) or not isinstance(value.get("value"), (int, float)):
-            raise GanzooError(f"metric {key!r} must be a number or {{'value': number, 'samples': count}}, got {value!r}")
+            raise GanzooError(
+                f"metric {key!r} must be a number or {{'value': number, 'samples': count}} "
+                f"(or give the JSON `ganzoo evaluate --json` writes), got {value!r}"
+            )
         entry: dict[str, Any] = {"value": float(value["value"])}
-        samples = next((value[k] for k in ("samples", "n_samples", "num_samples") if value.get(k) is not None), None)
+        samples = next((value[k] for k in SAMPLE_KEYS if value.get(k) is not None), None)
         if samples is not None:
             entry["samples"] = int(samples)
         for extra_key, extra in value.items():
-            if extra_key not in ("value", "samples", "n_samples", "num_samples") and isinstance(extra, (str, int, float, bool)):
+            if extra_key not in ("value", *SAMPLE_KEYS) and isinstance(extra, (str, int, float, bool)):
                 entry[str(extra_key)] = extra
         out[str(key)] = entry
     return out
+
+
+def sample_counts(entry: dict[str, Any]) -> tuple[Any, Any]:
+    """(generated, real) image counts of a card's metric entry; "unknown" where not recorded."""
+    return entry.get("samples", entry.get("n_fake", "unknown")), entry.get("n_real", "unknown")
 
 
 def hub_card(config: dict[str, Any], location: str, components: list[str], license: str | None, metrics: dict[str, Any]) -> str:
@@ -95,8 +109,8 @@ def hub_card(config: dict[str, Any], location: str, components: list[str], licen
     card = model_card(config, extra)
     lines = ["", "## Samples", "", f"![{SAMPLE_GRID} samples, seed 0]({SAMPLES_FILE})", ""]
     if metrics:
-        lines += ["## Metrics", "", "| metric | value | samples |", "| --- | --- | --- |"]
-        lines += [f"| {k} | {v['value']:.6g} | {v.get('samples', 'unknown')} |" for k, v in metrics.items()]
+        lines += ["## Metrics", "", "| metric | value | generated images | real images |", "| --- | --- | --- | --- |"]
+        lines += [f"| {k} | {v['value']:.6g} | {' | '.join(map(str, sample_counts(v)))} |" for k, v in metrics.items()]
         lines.append("")
     lines += [
         "## Load from the hub",
@@ -137,7 +151,7 @@ def stage(
         components.append("generator_ema")
     if include_discriminator and "discriminator" not in config.get("components", ["discriminator"]):
         raise GanzooError(f"{source} holds no discriminator to include")
-    metrics = normalize_metrics({**config.get("metrics", {}), **(metrics or {})})
+    metrics = {**normalize_metrics(config.get("metrics")), **normalize_metrics(metrics)}
     config = _shareable_config(config)
     card = hub_card(config, location, components, license, metrics)
     write_checkpoint(directory, gan, config, card, components=components)

@@ -1,6 +1,8 @@
 """Plugin loading (entry-point group `ganzoo`) and the registries the plugins fill.
 
-Loading is lazy and happens once. A plugin that fails to import, has a misspelled hook,
+Loading is lazy and happens once, in two steps: importing the plugin modules (all that adding
+their CLI commands needs, so `ganzoo --help` imports no torch) and filling the registries
+(on the first `registry()` call). A plugin that fails to import, has a misspelled hook,
 or raises inside a hook is recorded by name in `plugin_failures()` and skipped, so one
 broken package never takes ganzoo down. `GANZOO_DISABLE_PLUGINS=a,b` switches plugins off.
 """
@@ -58,6 +60,7 @@ pm.add_hookspecs(hookspecs)
 _REGISTRIES: dict[str, Registry] = {kind: Registry(ENTRY_NOUNS[kind]) for kind in REGISTRY_HOOKS}
 
 _plugins: dict[str, PluginInfo] = {}
+_imported = False
 _loaded = False
 
 
@@ -111,8 +114,9 @@ def _fill_registries() -> None:
 
 
 def register_commands(app: Any) -> None:
-    """Let each plugin add CLI commands; a plugin whose hook raises is reported and skipped."""
-    load_plugins()
+    """Let each plugin add CLI commands; a plugin whose hook raises is reported and skipped.
+    Only the plugin modules are imported: registries are filled when a command needs them."""
+    import_plugins()
     for impl in pm.hook.ganzoo_register_commands.get_hookimpls():
         info = _plugins[impl.plugin_name]
         if info.error:
@@ -129,7 +133,17 @@ def load_plugins() -> None:
     global _loaded
     if _loaded:
         return
+    import_plugins()
     _loaded = True
+    _fill_registries()
+
+
+def import_plugins() -> None:
+    """Import and register every plugin module of the `ganzoo` entry-point group once."""
+    global _imported
+    if _imported:
+        return
+    _imported = True
     disabled = _disabled()
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in disabled or ep.name in _plugins:
@@ -148,7 +162,6 @@ def load_plugins() -> None:
             _fail(info, error)
             continue
         _register_module(ep.name, module, info)
-    _fill_registries()
 
 
 def register_plugin(module: Any, name: str, version: str = "0", source: str = "direct") -> None:
@@ -176,13 +189,13 @@ def _refill() -> None:
 
 def reset() -> None:
     """Forget every plugin so the next call loads them again (tests use this)."""
-    global _loaded
+    global _imported, _loaded
     for name, _ in list(pm.list_name_plugin()):
         pm.unregister(name=name)
     _plugins.clear()
     for registry in _REGISTRIES.values():
         registry.clear()
-    _loaded = False
+    _imported = _loaded = False
 
 
 def plugin_infos() -> list[PluginInfo]:

@@ -10,6 +10,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from .config import MAX_SEED
 from .errors import GanzooError
 from .version import __version__
 
@@ -27,9 +28,6 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GanzooError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
     return device
-
-
-MAX_SEED = 2**63 - 1
 
 
 def check_seed(seed: int, what: str = "seed") -> int:

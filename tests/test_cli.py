@@ -72,6 +72,16 @@ def test_train_then_generate(tmp_path):
     assert len(files) == 5 and (tmp_path / "grid.png").exists()
     assert cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED).shape == (128, 128)
 
+    # A second run into the same folder silently replaced (and mixed with) the first run's files.
+    before = {f.name: f.read_bytes() for f in files}
+    result = invoke("generate", run, "-n", "2", "--out", tmp_path / "imgs", "--seed", "4")
+    assert result.exit_code == 2
+    assert result.output == f"error: {tmp_path / 'imgs'} already holds 5 sample-*.png file(s) from an earlier run; choose another --out or pass --overwrite\n"
+    assert {f.name: f.read_bytes() for f in sorted((tmp_path / "imgs").glob("*.png"))} == before
+    result = invoke("generate", run, "-n", "2", "--out", tmp_path / "imgs", "--seed", "4", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert [f.name for f in sorted((tmp_path / "imgs").glob("*.png"))] == ["sample-00000.png", "sample-00001.png"]
+
 
 def test_config_file_with_cli_override(tmp_path):
     toml = tmp_path / "run.toml"
@@ -116,3 +126,34 @@ def test_messages_print_square_brackets_literally(tmp_path):
     result = CliRunner().invoke(build_app(), ["train", "--config", str(missing)])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: config file not found: {missing}"
+
+
+# A fresh interpreter running the console script's main() with the given arguments.
+STARTUP_PROBE = """
+import sys
+import ganzoo.cli
+sys.argv = ["ganzoo", *sys.argv[1:]]
+try:
+    ganzoo.cli.main()
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["train", "--help"], ["hub", "--help"]])
+def test_version_and_help_import_no_torch(args):
+    """Every command used to import torch (2-6 s) before reading its arguments; --version and
+    --help need the plugins' command names, not torch."""
+    out = subprocess.run([sys.executable, "-c", STARTUP_PROBE, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.rstrip().endswith("torch imported: False"), out.stdout
+    if args == ["--help"]:
+        assert all(f"  {name} " in out.stdout for name in ("train", "evaluate", "sweep", "augment", "hub"))
+
+
+def test_train_help_is_readable_at_80_columns():
+    """Descriptions used to wrap at ~20 characters beside the long --x/--no-x flags."""
+    out = invoke("train", "--help", COLUMNS="80").output
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "--data-seed <int>               Seed of the subset and of synthetic data." in out

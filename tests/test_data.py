@@ -23,6 +23,22 @@ def test_folder_with_class_subfolders_and_label(image_folder):
     assert only_a.fingerprint != everything.fingerprint
 
 
+def test_several_labels_without_label_is_one_warning(image_folder, tmp_path, caplog):
+    """--data with two classes and no --label trained on both mixed, silently."""
+    with caplog.at_level("WARNING", logger="ganzoo"):
+        load_dataset("folder", opts(image_folder))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"{image_folder} holds 2 classes (a: 12, b: 12) and no --label was given: they are used mixed together; "
+        "pass --label a to use one class"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ganzoo"):
+        load_dataset("folder", opts(image_folder, label="a"))
+        load_dataset("folder", opts(image_folder / "b"))  # one class, flat: nothing to say
+    assert not caplog.records
+
+
 def test_label_that_matches_nothing_lists_labels(image_folder):
     with pytest.raises(DataError, match="no image .* has label 'c'; labels there: a, b"):
         load_dataset("folder", opts(image_folder, label="c"))

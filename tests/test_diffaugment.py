@@ -20,7 +20,7 @@ from ganzoo.hookspecs import Register, hookimpl
 from ganzoo.plugins import register_plugin, registry, unregister_plugin
 from ganzoo.trainer import Trainer
 from tiny import tiny_config
-from ganzoo_diffaugment import (
+from ganzoo_diffaugment.transforms import (
     DEFAULT_POLICY,
     DiffAugment,
     rand_brightness,

@@ -9,7 +9,7 @@ from ganzoo.errors import GanzooError
 from ganzoo.fast import FastOptions, InstanceNorm2dFP32, UnfoldConv2d, swap_instance_norms, swap_thin_convs
 from ganzoo.models import create_gan
 from ganzoo.trainer import Trainer
-from ganzoo_wgan_gp import WGANGPLoss
+from ganzoo_wgan_gp.model import WGANGPLoss
 from tiny import tiny_config
 
 

@@ -28,6 +28,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 import ganzoo
+import ganzoo.api
 from ganzoo import cache_entries, caches, hub
 from ganzoo.cli import build_app
 from ganzoo.errors import CheckpointError, GanzooError
@@ -181,6 +182,42 @@ def test_cli_push_list_show_pull(run_dir: Path, hub_dir: Path, hub_uri: str, tmp
     assert result.exit_code == 0 and Path(result.stdout.strip()).is_dir()
     result = runner.invoke(app, ["hub", "pull", "../cxr", "--hub", hub_uri])
     assert result.exit_code == 2 and "invalid model name" in result.output
+
+
+class MeanBrightness(ganzoo.api.Metric):
+    """A cheap metric for the evaluate -> push round trip: |mean of fake - mean of real| / 255."""
+
+    def compute(self, fake: torch.Tensor, real: Any, context: Any) -> dict[str, Any]:
+        gap = abs(fake.float().mean() - real.images.float().mean()).item() / 255
+        return {"value": gap, "std": 0.0, "features": {"space": "pixels"}}
+
+
+class MeanBrightnessPlugin:
+    @staticmethod
+    @ganzoo.api.hookimpl
+    def ganzoo_register_metrics(register: Any) -> None:
+        register("mean-brightness", MeanBrightness())
+
+
+def test_evaluate_json_is_accepted_by_push(run_dir: Path, hub_uri: str, tmp_path: Path) -> None:
+    """`ganzoo evaluate --json` wrote a report that `hub push --metrics` refused."""
+    runner, app = CliRunner(), build_app()
+    ganzoo.api.register_plugin(MeanBrightnessPlugin, name="mean-brightness-test")
+    try:
+        report = tmp_path / "eval.json"
+        result = runner.invoke(app, ["evaluate", str(run_dir), "--metrics", "mean-brightness", "-n", "8", "--max-real", "16", "--device", "cpu", "--json", str(report)])
+        assert result.exit_code == 0, result.output
+    finally:
+        ganzoo.api.unregister_plugin("mean-brightness-test")
+    measured = json.loads(report.read_text())["metrics"]["mean-brightness"]
+    assert (measured["n_fake"], measured["n_real"]) == (8, 16)
+    result = runner.invoke(app, ["hub", "push", str(run_dir), "evaluated", "--hub", hub_uri, "--license", "mit", "--metrics", str(report)])
+    assert result.exit_code == 0, result.output
+    info = hub.show("evaluated", hub_uri)
+    assert info.metrics == {"mean-brightness": {"value": measured["value"], "std": 0.0, "n_fake": 8, "n_real": 16}}  # no features dict
+    assert f"| mean-brightness | {measured['value']:.6g} | 8 | 16 |" in info.card
+    result = runner.invoke(app, ["hub", "show", "evaluated", "--hub", hub_uri])
+    assert result.exit_code == 0 and "mean-brightness" in result.stdout
 
 
 def test_cli_hub_error_is_one_line_with_exit_code_2() -> None:

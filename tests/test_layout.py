@@ -117,3 +117,12 @@ def test_modules_stay_small(path: Path) -> None:
 def test_the_api_exports_what_it_lists() -> None:
     missing = [name for name in ganzoo.api.__all__ if not hasattr(ganzoo.api, name)]
     assert not missing and len(set(ganzoo.api.__all__)) == len(ganzoo.api.__all__)
+
+
+def test_the_lazy_api_table_matches_its_static_imports() -> None:
+    """`ganzoo.api` resolves names from EXPORTS at run time; the TYPE_CHECKING imports are what
+    readers and type checkers see. Both must name the same objects."""
+    tree = ast.parse((KERNEL / "api.py").read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", None) == "TYPE_CHECKING")
+    static = {alias.asname or alias.name: f"{node.module}:{alias.name}" for node in block.body for alias in node.names}
+    assert static == ganzoo.api.EXPORTS

@@ -7,7 +7,7 @@ from torch import nn
 import ganzoo
 from ganzoo.losses import build_loss
 from ganzoo.errors import GanzooError
-from ganzoo_wgan_gp import gradient_penalty
+from ganzoo_wgan_gp.model import gradient_penalty
 
 
 class QuadraticCritic(nn.Module):

@@ -111,7 +111,7 @@ def test_half_written_checkpoint_is_skipped(tmp_path):
 
 
 def test_on_nan_skip_counts_and_continues(tmp_path, monkeypatch):
-    from ganzoo_dcgan import BCELoss
+    from ganzoo_dcgan.model import BCELoss
 
     original = BCELoss.generator_loss
     calls = {"n": 0}

@@ -8,13 +8,18 @@ offline. One 1-step DCGAN is trained per module and reused.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import ganzoo
+import ganzoo.api
 import ganzoo.cli
 from ganzoo.api import GanzooError
 from ganzoo_study import augment, classify, compare, sweep
@@ -45,7 +50,10 @@ def test_parse_vary_types_values() -> None:
 def test_plan_epochs_is_one_run_per_curve() -> None:
     runs, rows = plan(TINY | {"steps": None, "epochs": 1}, {"res": [64, 32], "epochs": [2, 4, 6]})
     epoch_runs = [r for r in runs if r.epochs_points]
-    assert len(epoch_runs) == 1 and epoch_runs[0].config["epochs"] == 6 and epoch_runs[0].config["checkpoint_every"] == 2
+    # res=64 is the base (1 epoch): scored on the curve at epoch 1, so the curve checkpoints every epoch.
+    assert len(epoch_runs) == 1 and epoch_runs[0].config["epochs"] == 6 and epoch_runs[0].config["checkpoint_every"] == 1
+    assert [r.name for r in runs] == ["res=32", "base__epochs"]
+    assert [(r.run, r.epoch) for r in rows if r.table == "res"] == [("base__epochs", 1), ("res=32", None)]
     assert [r.epoch for r in rows if r.table == "epochs"] == [2, 4, 6]
     assert {r.run for r in rows if r.table == "epochs"} == {epoch_runs[0].name}
 
@@ -75,6 +83,48 @@ def test_sweep_writes_artefacts_and_resumes(tmp_path: Path, weights: Path, monke
     monkeypatch.setattr("ganzoo_study.scores.evaluate", no_evaluation)
     again = sweep(TINY, vary, out, mode="grid", metrics=("kid",), eval_n=4, max_real=8, device="cpu")
     assert [r["metrics"]["kid"]["mean"] for r in again["rows"]] == [r["metrics"]["kid"]["mean"] for r in results["rows"]]
+
+
+class MeanBrightness(ganzoo.api.Metric):
+    """A cheap metric (no Inception): |mean of fake - mean of real| / 255."""
+
+    def compute(self, fake: torch.Tensor, real: Any, context: Any) -> dict[str, Any]:
+        return {"value": abs(fake.float().mean() - real.images.float().mean()).item() / 255}
+
+
+class MeanBrightnessPlugin:
+    @staticmethod
+    @ganzoo.api.hookimpl
+    def ganzoo_register_metrics(register: Any) -> None:
+        register("mean-brightness", MeanBrightness())
+
+
+def test_sweep_trains_the_base_once_and_reports_every_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The base was trained as `noise_factor=0.0`, again as `normalize=none`, and again as the epochs curve."""
+    trained: list[dict[str, Any]] = []
+
+    def counting_train(config: dict[str, Any]) -> Path:
+        trained.append(config)
+        return ganzoo.api.train(config)
+
+    monkeypatch.setattr("ganzoo_study.sweeps.train", counting_train)
+    ganzoo.api.register_plugin(MeanBrightnessPlugin, name="mean-brightness-test")
+    try:
+        base = {"arch": "dcgan", "batch_size": 8, "images": 16, "epochs": 1}
+        vary = {"noise_factor": [0.0, 0.1], "normalize": ["none"], "epochs": [1, 2]}
+        results = sweep(base, vary, tmp_path / "sweep", metrics=("mean-brightness",), eval_n=4, max_real=8, device="cpu")
+    finally:
+        ganzoo.api.unregister_plugin("mean-brightness-test")
+    assert sorted(Path(c["out"]).name for c in trained) == ["base__epochs", "noise_factor=0.1"]
+    base_rows = [r for r in results["rows"] if r["setting"] in ({"noise_factor": 0.0}, {"normalize": "none"}, {"epochs": 1})]
+    assert {(r["run"], r["epoch"]) for r in base_rows} == {("base__epochs", 1)}
+    assert len({r["metrics"]["mean-brightness"]["mean"] for r in base_rows}) == 1
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    base_table = report.split("## Base configuration")[1].split("## Reproduce")[0]
+    options = [f.name for f in dataclasses.fields(ganzoo.api.TrainConfig) if not f.metadata.get("internal")]
+    assert [line.split(" | ")[0].strip("| ") for line in base_table.splitlines() if line.startswith("| ")][1:] == options
+    assert "| images | 16 | base config |" in base_table and "| arch | dcgan | default |" in base_table
+    assert "| loss | the architecture's | default |" in base_table
 
 
 def test_compare_reports_intervals(tmp_path: Path, weights: Path, tiny_checkpoint: Path) -> None:
@@ -108,9 +158,15 @@ def test_binary_metrics_and_summary() -> None:
     assert s["mean"] == 2.0 and s["low"] < 2.0 < s["high"]
 
 
-def test_augment_then_classify(tmp_path: Path, image_folder: Path, tiny_checkpoint: Path) -> None:
+def train_on(folder: Path, label: str | None, out: Path) -> Path:
+    """A 1-step DCGAN trained on `folder` (class `label`, or all classes when None)."""
+    return ganzoo.train({"arch": "dcgan", "data": str(folder), "label": label, "steps": 1, "batch_size": 8, "out": str(out)})
+
+
+def test_augment_then_classify(tmp_path: Path, image_folder: Path) -> None:
     out = tmp_path / "aug"
-    manifest = augment(tiny_checkpoint, image_folder, "a", 20, out, device="cpu")
+    manifest = augment(train_on(image_folder, "a", tmp_path / "run-a"), image_folder, "a", 20, out, device="cpu")
+    assert manifest["mismatch"] is None
     written = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
     assert written == {e["file"] for e in manifest["files"]}
     synthetic = {e["file"] for e in manifest["files"] if e["synthetic"]}
@@ -207,6 +263,33 @@ def test_isc_offline_is_one_clear_error_before_training(tmp_path: Path, command:
     assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in result.output, result.output
     assert "inception score" in errors[0].lower(), result.output
     assert not (out / "runs").exists()
+
+
+def test_augment_refuses_a_model_of_other_data(tmp_path: Path, image_folder: Path, tiny_checkpoint: Path) -> None:
+    """`augment` added any checkpoint's images under --label: phantoms as covid, normal as covid."""
+    cases = [
+        (tiny_checkpoint, "was trained on synthetic data (synthetic-cxr), not on real images"),
+        (train_on(image_folder, "b", tmp_path / "run-b"), "was trained on label 'b'"),
+        (train_on(image_folder, None, tmp_path / "run-ab"), "was trained without --label (on every image of its data, whatever the class)"),
+    ]
+    root = image_folder.resolve()
+    for checkpoint, problem in cases:
+        result = CliRunner().invoke(ganzoo.cli.build_app(), ["augment", str(checkpoint), "--data", str(image_folder), "--label", "a",
+                                                             "--to-count", "14", "--out", str(tmp_path / "aug"), "--device", "cpu"])
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert result.output == (f"error: {checkpoint} {problem}: its images are not 'a' images of {root}; use a checkpoint "
+                                 f"trained with --data {root} --label a, or pass --allow-mismatch\n")
+        assert not (tmp_path / "aug").exists()
+    other = tmp_path / "copy"
+    shutil.copytree(image_folder, other)
+    with pytest.raises(GanzooError, match=f"was trained on {image_folder}: its images are not 'a' images of {other.resolve()}"):
+        augment(train_on(image_folder, "a", tmp_path / "run-a"), other, "a", 14, tmp_path / "aug", device="cpu")
+    result = CliRunner().invoke(ganzoo.cli.build_app(), ["augment", str(tiny_checkpoint), "--data", str(image_folder), "--label", "a",
+                                                         "--to-count", "14", "--out", str(tmp_path / "aug"), "--device", "cpu", "--allow-mismatch"])
+    assert result.exit_code == 0, result.output
+    assert "adding its images as 'a' anyway (--allow-mismatch)" in result.output
+    manifest = json.loads((tmp_path / "aug" / "manifest.json").read_text())
+    assert manifest["mismatch"] == cases[0][1] and manifest["counts"]["a"] == {"real": 12, "synthetic": 2}
 
 
 def test_augment_refuses_names_outside_the_data(tmp_path: Path, image_folder: Path, tiny_checkpoint: Path) -> None:

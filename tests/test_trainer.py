@@ -95,7 +95,7 @@ def test_keep_checkpoints_prunes_old_ones(tmp_path):
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
     from ganzoo.errors import TrainingDiverged
-    from ganzoo_dcgan import BCELoss
+    from ganzoo_dcgan.model import BCELoss
 
     original = BCELoss.generator_loss
     monkeypatch.setattr(BCELoss, "generator_loss", lambda self, d, fake: original(self, d, fake) * float("nan"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path, PurePath
 
@@ -76,6 +77,16 @@ def labelled_files(root: Path) -> tuple[list[Path], list[str]]:
     return files, labels
 
 
+def warn_if_mixed(root: Path, labels: list[str]) -> None:
+    """One warning when no --label was given but the files carry several: a GAN trained on
+    covid and normal X-rays mixed generates neither class."""
+    counts = Counter(label for label in labels if label)
+    if len(counts) > 1:
+        listed = ", ".join(f"{label}: {n}" for label, n in sorted(counts.items()))
+        logger.warning("%s holds %d classes (%s) and no --label was given: they are used mixed together; "
+                       "pass --label %s to use one class", root, len(counts), listed, min(counts))
+
+
 def load_folder(options: DatasetOptions) -> ImageSet:
     """A directory of PNG/JPEG files, flat or in class subfolders, optionally with metadata.csv."""
     if not options.path:
@@ -92,6 +103,8 @@ def load_folder(options: DatasetOptions) -> ImageSet:
         if not keep:
             raise DataError(f"no image in {root} has label {options.label!r}; labels there: {', '.join(known)}")
         files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+    else:
+        warn_if_mixed(root, labels)
     if not files:
         raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(options.seed)).tolist()

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ganzoo.api import GanzooError, console, get_hub, hub_list_models, hub_pull, hub_push, hub_show
+from ganzoo import api  # api.hub_* import the hub module (torch) when a command runs, not at --help
+from ganzoo.api import GanzooError, console, get_hub
 
 hub_app = typer.Typer(
     help="Share checkpoints through model hubs: local-dir (a shared directory) or hf-hub. Research use only.",
@@ -34,11 +35,11 @@ def push(
     hub_uri: HubOption = None,
     include_discriminator: Annotated[bool, typer.Option(help="Also share the discriminator (not needed to sample).")] = False,
     license: Annotated[Optional[str], typer.Option(help="License of the weights, as the model card should state it.")] = None,
-    metrics: Annotated[Optional[Path], typer.Option(help='JSON file of metrics, e.g. {"fid": {"value": 41.2, "samples": 5000}}.')] = None,
+    metrics: Annotated[Optional[Path], typer.Option(help='JSON file of metrics: what `ganzoo evaluate --json` writes, or e.g. {"fid": {"value": 41.2, "samples": 5000}}.')] = None,
     seed: Annotated[int, typer.Option(help="Seed of the model card's sample grid.")] = 0,
 ) -> None:
     """Publish the generator (never trainer state) as an immutable version; prints its location."""
-    ref = hub_push(
+    ref = api.hub_push(
         checkpoint,
         name,
         hub_uri,
@@ -58,7 +59,7 @@ def pull(
     force: Annotated[bool, typer.Option(help="Download again even when a verified copy is cached.")] = False,
 ) -> None:
     """Download a model, verify every file against its manifest, and print the local directory."""
-    typer.echo(str(hub_pull(name, hub_uri, force=force)))
+    typer.echo(str(api.hub_pull(name, hub_uri, force=force)))
 
 
 @hub_app.command("list")
@@ -67,7 +68,7 @@ def list_(hub_uri: HubOption = None) -> None:
     table = Table(title=get_hub(hub_uri).uri, title_justify="left")
     for column in ("name", "version", "created", "size", "ganzoo"):
         table.add_column(column)
-    for row in hub_list_models(hub_uri):
+    for row in api.hub_list_models(hub_uri):
         table.add_row(row.name, row.version, row.created or "?", _size(row.size), row.ganzoo_version or "?")
     typer.echo(_render(table))
 
@@ -78,7 +79,7 @@ def show(
     hub_uri: HubOption = None,
 ) -> None:
     """Print a model's verified model card and metrics (downloads only the card and manifest)."""
-    info = hub_show(name, hub_uri)
+    info = api.hub_show(name, hub_uri)
     files = info.manifest["files"]
     typer.echo(
         f"{info.location}  created {info.manifest.get('created', '?')}  ganzoo {info.manifest.get('ganzoo_version', '?')}  "
@@ -86,12 +87,13 @@ def show(
     )
     if info.metrics:
         table = Table(title="metrics", title_justify="left")
-        for column in ("metric", "value", "samples"):
+        for column in ("metric", "value", "generated images", "real images"):
             table.add_column(column)
         for key, entry in info.metrics.items():
-            value = entry.get("value") if isinstance(entry, dict) else entry
-            samples = entry.get("samples") if isinstance(entry, dict) else None
-            table.add_row(str(key), f"{value:.6g}" if isinstance(value, (int, float)) else str(value), str(samples or "unknown"))
+            entry = entry if isinstance(entry, dict) else {"value": entry}
+            value = entry.get("value")
+            generated, real = entry.get("samples", entry.get("n_fake", "unknown")), entry.get("n_real", "unknown")
+            table.add_row(str(key), f"{value:.6g}" if isinstance(value, (int, float)) else str(value), str(generated), str(real))
         typer.echo(_render(table))
     typer.echo(info.card)
 

@@ -9,21 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ganzoo.api import (
-    GanzooError,
-    atomic_write_text,
-    console,
-    dump_json,
-    get_metrics,
-    load,
-    load_dataset,
-    real_data_options,
-    resolve_checkpoint,
-    resolve_device,
-)
-from ganzoo.api import evaluate as run_evaluation
-
-from .weights import using_weights
+from ganzoo import api  # api.* names import torch when the command runs, not at --help
+from ganzoo.api import GanzooError, atomic_write_text, console, dump_json
 
 DEFAULT_METRICS = "fid,kid,precision-recall"
 
@@ -111,20 +98,22 @@ def evaluate(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers, sample counts, feature provenance and versions here.")] = None,
 ) -> None:
     """Score N generated images against real ones: FID, KID, precision/recall (torch-fidelity)."""
+    from .weights import using_weights
+
     names = [m.strip() for m in metrics.split(",") if m.strip()]
-    chosen = get_metrics(names)
+    chosen = api.get_metrics(names)
     if max_real is not None and max_real < 1:
         raise GanzooError(f"--max-real must be >= 1, got {max_real}")
     with using_weights(inception_weights):
         for metric in chosen.values():
             metric.ready()  # before loading anything: a missing package or weights fails at once
-        path = resolve_checkpoint(checkpoint)
-        gan = load(path, device=resolve_device(device))
+        path = api.resolve_checkpoint(checkpoint)
+        gan = api.load(path, device=api.resolve_device(device))
         real, options = None, None
         if any(m.needs_real for m in chosen.values()):
-            name, options = real_data_options(gan.checkpoint_config, data=data, dataset=dataset, label=label, max_images=max_real)
-            real = load_dataset(name, options)
-        report = run_evaluation(gan, real, metrics=names, n=n, seed=seed, device=device, batch_size=batch_size, baseline=baseline)
+            name, options = api.real_data_options(gan.checkpoint_config, data=data, dataset=dataset, label=label, max_images=max_real)
+            real = api.load_dataset(name, options)
+        report = api.evaluate(gan, real, metrics=names, n=n, seed=seed, device=device, batch_size=batch_size, baseline=baseline)
     report["checkpoint"] = str(path)
     if options is not None:
         report["real"].update({"path": options.path, "label": options.label, "max_images": options.max_images})

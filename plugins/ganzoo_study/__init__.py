@@ -8,11 +8,12 @@ imported on first use, so registering the commands imports none of the study's m
 from __future__ import annotations
 
 import importlib
-from typing import Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from ganzoo.api import hookimpl
+
+if TYPE_CHECKING:
+    import typer
 
 FUNCTIONS = {"sweep": "sweeps", "compare": "comparison", "classify": "classifier", "augment": "rebalance"}
 __all__ = ["augment", "classify", "compare", "sweep"]

@@ -101,7 +101,7 @@ def classify(
 
 
 def augment(
-    checkpoint: Annotated[str, typer.Argument(help="Checkpoint or run directory that generates class LABEL.")],
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint or run directory trained on the LABEL images of DATA.")],
     data: Annotated[str, typer.Option(help="Labelled real images (metadata.csv or class subfolders).")],
     label: Annotated[str, typer.Option(help="Class to top up with synthetic images.")],
     to_count: Annotated[int, typer.Option(help="Total images of LABEL after augmentation.")],
@@ -110,11 +110,13 @@ def augment(
     copy: Annotated[bool, typer.Option("--copy/--link", help="Copy real files instead of symlinking them.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the generated images.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    allow_mismatch: Annotated[bool, typer.Option(help="Add the images even though the checkpoint was not trained on LABEL images of DATA.")] = False,
 ) -> None:
     """Write a rebalanced copy of a labelled dataset; a manifest marks every synthetic file."""
     from .rebalance import augment as run_augment
 
-    manifest = run_augment(checkpoint, data, label, to_count, out, label_column=label_column, mode="copy" if copy else "link", seed=seed, device=device)
+    manifest = run_augment(checkpoint, data, label, to_count, out, label_column=label_column, mode="copy" if copy else "link", seed=seed, device=device,
+                           allow_mismatch=allow_mismatch)
     counts = ", ".join(f"{k}: {v['real']} real + {v['synthetic']} synthetic" for k, v in manifest["counts"].items())
     console.print(f"wrote {out} ({counts}); manifest: {out / 'manifest.json'}", highlight=False)
 

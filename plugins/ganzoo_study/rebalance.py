@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ganzoo.api import GanzooError, file_sha256, load, logger, resolve_device, to_uint8, write_png
+from ganzoo.api import GanzooError, file_sha256, load, logger, read_config, resolve_checkpoint, resolve_device, to_uint8, write_png
 
 from .common import write_csv, write_json
 from .records import MANIFEST, Record, read_records
@@ -31,8 +31,12 @@ def augment(
     mode: str = "link",
     seed: int = 0,
     device: str = "auto",
+    allow_mismatch: bool = False,
 ) -> dict[str, Any]:
-    """Write `out`: every real image of `data` plus generated `label` images up to `to_count`; returns the manifest."""
+    """Write `out`: every real image of `data` plus generated `label` images up to `to_count`; returns the manifest.
+
+    The checkpoint must have been trained on `label` images of `data` (its config.json says so);
+    `allow_mismatch` adds another model's images anyway."""
     if mode not in MODES:
         raise GanzooError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     root, out = Path(data).expanduser().resolve(), Path(out)
@@ -51,6 +55,13 @@ def augment(
         logger.warning("%s already has %d %r images >= %d: nothing generated", root, have, label, to_count)
     extra_columns = _metadata_rows(root)
     relatives = [inside_name(record, root) for record in records]
+    source = resolve_checkpoint(checkpoint)
+    problem = training_mismatch(read_config(source).get("dataset") or {}, root, label)
+    if problem and not allow_mismatch:
+        raise GanzooError(f"{checkpoint} {problem}: its images are not {label!r} images of {root}; use a checkpoint "
+                          f"trained with --data {root} --label {label}, or pass --allow-mismatch")
+    if problem:
+        logger.warning("%s %s; adding its images as %r anyway (--allow-mismatch)", checkpoint, problem, label)
     out.mkdir(parents=True, exist_ok=True)
     entries: list[dict[str, Any]] = []
     for record, relative in zip(records, relatives):
@@ -65,7 +76,7 @@ def augment(
         entries.append({"file": relative.as_posix(), "label": record.label, "synthetic": False, "source": str(record.path.resolve()),
                         "sha256": file_sha256(record.path), **({"patient": record.group} if record.group else {})})
     if missing:
-        gan = load(checkpoint, device=resolve_device(device))
+        gan = load(source, device=resolve_device(device))
         images = to_uint8(gan.sample(missing, seed=seed))
         folder = out / "synthetic" / label
         folder.mkdir(parents=True, exist_ok=True)
@@ -84,7 +95,7 @@ def augment(
         c = counts.setdefault(e["label"], {"real": 0, "synthetic": 0})
         c["synthetic" if e["synthetic"] else "real"] += 1
     manifest = {"data": str(root), "checkpoint": str(checkpoint), "label": label, "label_column": label_column,
-                "to_count": to_count, "seed": seed, "mode": mode, "counts": counts, "files": entries}
+                "to_count": to_count, "seed": seed, "mode": mode, "mismatch": problem, "counts": counts, "files": entries}
     write_json(out / MANIFEST, manifest)
     (out / "README.md").write_text(
         f"Rebalanced copy of {root}: {missing} synthetic {label!r} image(s) from {checkpoint} (seed {seed}) in synthetic/{label}/.\n"
@@ -93,6 +104,22 @@ def augment(
         encoding="utf-8",
     )
     return manifest
+
+
+def training_mismatch(dataset: dict[str, Any], root: Path, label: str) -> str | None:
+    """Why a checkpoint's training data (config.json `dataset`) are not `label` images of
+    `root`, or None when they are. The folder is compared only where it is recorded (hub
+    models drop it) and found from here (a relative path was relative to where training ran)."""
+    if dataset.get("synthetic"):
+        return f"was trained on synthetic data ({dataset.get('name')}), not on real images"
+    if dataset.get("label") is None:
+        return "was trained without --label (on every image of its data, whatever the class)"
+    if dataset["label"] != label:
+        return f"was trained on label {dataset['label']!r}"
+    path = dataset.get("path")
+    if path and Path(path).expanduser().is_dir() and Path(path).expanduser().resolve() != root:
+        return f"was trained on {path}"
+    return None
 
 
 def inside_name(record: Record, root: Path) -> PurePosixPath:

@@ -9,6 +9,7 @@ the epoch rows are points on one training curve, not separate runs.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -18,7 +19,7 @@ from functools import reduce
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ganzoo.api import GanzooError, TrainConfig, logger, read_config, train
+from ganzoo.api import DEFAULT_EPOCHS, GanzooError, TrainConfig, logger, read_config, train
 
 from .common import explicit, fmt, load_base, markdown_table, toml_text, train_command, write_csv, write_json
 from .plots import line_plot
@@ -68,13 +69,16 @@ def plan(base: Mapping[str, Any], vary: Mapping[str, Sequence[Any]], mode: str =
             raise GanzooError(f"--vary {key} is not a training parameter")
     epochs = sorted(set(vary["epochs"])) if "epochs" in vary else None
     others = {k: list(dict.fromkeys(v)) for k, v in vary.items() if k != "epochs"}
+    effective = TrainConfig.from_dict(base, source="base config").to_dict()
     runs: dict[str, Run] = {}
 
-    def add(overrides: dict[str, Any], curve: bool) -> Run:
+    def add(overrides: dict[str, Any], curve: bool, also_at: int | None = None) -> Run:
+        overrides = {k: v for k, v in overrides.items() if k not in effective or effective[k] != v}  # the base's own value is the base
         config = {**base, **overrides}
         if curve and epochs is not None:
-            step = reduce(math.gcd, epochs)
-            config.update(epochs=max(epochs), steps=None, checkpoint_every=step, keep_checkpoints=max(epochs) // step + 2)
+            points = sorted({*epochs, *([also_at] if also_at else [])})
+            step = reduce(math.gcd, points)
+            config.update(epochs=max(points), steps=None, checkpoint_every=step, keep_checkpoints=max(points) // step + 2)
         name = run_name(overrides) + ("__epochs" if curve else "")
         return runs.setdefault(name, Run(name, config, epochs if curve else None))
 
@@ -87,12 +91,22 @@ def plan(base: Mapping[str, Any], vary: Mapping[str, Sequence[Any]], mode: str =
                 setting = dict(zip(keys, combo)) | ({"epochs": epoch} if epoch is not None else {})
                 rows.append(Row("grid", setting, run.name, epoch))
     else:
+        # With an epochs curve, a setting equal to the base is scored on the curve at the base's
+        # epochs instead of being trained a second time.
+        base_epochs = effective["epochs"] or (DEFAULT_EPOCHS if effective["steps"] is None else None)
+        on_curve = []
         for key, values in others.items():
             for value in values:
+                if epochs is not None and base_epochs is not None and key in effective and effective[key] == value:
+                    on_curve.append(Row(key, {key: value}, "", base_epochs))
+                    rows.append(on_curve[-1])
+                    continue
                 run = add({key: value}, curve=False)
                 rows.append(Row(key, {key: value}, run.name))
         if epochs is not None:
-            run = add({}, curve=True)
+            run = add({}, curve=True, also_at=base_epochs if on_curve else None)
+            for row in on_curve:
+                row.run = run.name
             rows += [Row("epochs", {"epochs": e}, run.name, e) for e in epochs]
     for run in runs.values():
         TrainConfig.from_dict({k: v for k, v in run.config.items()}, source=f"sweep run {run.name}")
@@ -208,11 +222,26 @@ def _plots(results: Mapping[str, Any], out: Path) -> dict[str, list[str]]:
     return plots
 
 
+def base_options(base: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(option, value, "base config" or "default") for every training option; `base` holds the explicit keys."""
+    values = TrainConfig.from_dict(base, source="base config").to_dict()
+    rows = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata.get("internal"):
+            continue
+        value = values[f.name]
+        shown = json.dumps(value) if isinstance(value, (list, dict)) else ("off" if value is None else str(value))
+        if value is None and f.metadata.get("default_text"):
+            shown = f.metadata["default_text"]
+        rows.append((f.name, shown, "base config" if f.name in base else "default"))
+    return rows
+
+
 def sweep_markdown(results: Mapping[str, Any], plots: Mapping[str, list[str]]) -> str:
     """One table per varied parameter (the study's Tables 1-4), plots, grids and commands."""
     metrics = results["metrics"]
     k = results["eval_seeds"]
-    lines = ["# Sweep report", "", f"Base configuration: `{json.dumps(results['base'], sort_keys=True)}`", ""]
+    lines = ["# Sweep report", ""]
     first = results["rows"][0]
     counts = ", ".join(f"{m}: {first['metrics'][m]['n_fake']} generated" + (f" vs {first['metrics'][m]['n_real']} real" if first["metrics"][m]["n_real"] else "")
                        for m in metrics)
@@ -240,6 +269,8 @@ def sweep_markdown(results: Mapping[str, Any], plots: Mapping[str, list[str]]) -
             body.append(cells)
         lines += ["", f"## {table}" + (" (one run, scored at each epoch)" if table == "epochs" else ""), "", markdown_table(header, body), ""]
         lines += [f"![{p}]({p})" for p in plots.get(table, [])]
+    lines += ["", "## Base configuration", "", "Every training option of the base; each run changes only what its row names.", ""]
+    lines += [markdown_table(["option", "value", "from"], base_options(results["base"])), ""]
     lines += ["", "## Reproduce", "", "```sh", results["command"], "```", "", "Each run alone:", "", "```sh"]
     lines += [r["train_command"] for r in results["runs"].values()]
     lines += ["```", ""]
