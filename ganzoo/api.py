@@ -39,6 +39,7 @@ from .data import (
     load_dataset,
     preprocess,
     read_grayscale,
+    reduce_to_uint8,
     store_cached,
     cache_key,
 )
@@ -84,7 +85,7 @@ __all__ = [
     "file_entries", "file_sha256", "find_checkpoint", "fsync_dir", "ganzoo_home", "get_feature_extractor", "get_hub", "get_metrics", "has_batch_norm",
     "hookimpl", "hub_list_models", "hub_pull", "hub_push", "hub_show", "init_dcgan_weights", "list_image_files", "load", "load_cached", "load_dataset", "load_gan", "logger",
     "open_cache_entry", "pin_cache_entry", "remove_cache_entry", "write_cache_entry",
-    "parse_option", "per_sample_rand", "preprocess", "progress", "read_config", "read_config_file", "read_grayscale", "real_baseline",
+    "parse_option", "per_sample_rand", "preprocess", "progress", "read_config", "read_config_file", "read_grayscale", "real_baseline", "reduce_to_uint8",
     "real_data_options", "real_images_for", "register_plugin", "registry", "unregister_plugin", "resolve_checkpoint", "resolve_device", "seed_everything",
     "store_cached", "to_uint8", "train", "validate_name", "validate_version", "write_grid", "write_manifest", "write_png",
 ]
