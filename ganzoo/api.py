@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the names for readers and type checkers; at run time `__get
         load_dataset,
         preprocess,
         read_grayscale,
+        reduce_to_uint8,
         store_cached,
         cache_key,
     )
@@ -114,6 +115,7 @@ EXPORTS: dict[str, str] = {
     "load_dataset": "data:load_dataset",
     "preprocess": "data:preprocess",
     "read_grayscale": "data:read_grayscale",
+    "reduce_to_uint8": "data:reduce_to_uint8",
     "store_cached": "data:store_cached",
     "cache_key": "data:cache_key",
     "per_sample_rand": "distributed:per_sample_rand",

@@ -163,12 +163,15 @@ def generate(
     grid: Annotated[Optional[Path], typer.Option(help="Also write a grid of the images to this PNG.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise: the same seed gives the same images.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
-    overwrite: Annotated[bool, typer.Option(help="Replace the sample-*.png files already in --out (they are removed first).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the sample-* files already in --out (they are removed first).")] = False,
+    bit_depth: Annotated[int, typer.Option("--bit-depth", help="8 or 16 bits per pixel (16: straight from the generator's floats).")] = 8,
+    format: Annotated[str, typer.Option("--format", help="png, or dicom (Secondary Capture marked derived and synthetic; needs ganzoo[dicom]).")] = "png",
 ) -> None:
-    """Write N images from a checkpoint as PNG files at its resolution and channels."""
+    """Write N images from a checkpoint as PNG (or DICOM) files at its resolution and channels,
+    each with a JSON sidecar naming the model's sha256, the seed, its index and `synthetic`."""
     from .generate import generate_images
 
-    paths = generate_images(checkpoint, n=n, out=out, seed=seed, grid=grid, device=device, overwrite=overwrite)
+    paths = generate_images(checkpoint, n=n, out=out, seed=seed, grid=grid, device=device, bit_depth=bit_depth, format=format, overwrite=overwrite)
     console.print(escape(f"wrote {len(paths)} image(s) to {out}" + (f" and a grid to {grid}" if grid else "")), highlight=False)
 
 

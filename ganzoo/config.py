@@ -67,6 +67,7 @@ class TrainConfig:
     dataset: str | None = option(None, "Dataset name (ganzoo list datasets).", default_text="folder with --data, else synthetic-cxr")
     data: str | None = option(None, "Image folder: class subfolders or metadata.csv (file,label).", default_text="synthetic phantoms")
     label: str | None = option(None, "Train on this class only.")
+    window: str | None = option(None, "DICOM VOI window: CENTER,WIDTH or auto.", default_text="the file's VOI LUT or window")
     images: int | None = option(None, "Use at most N images (seeded subset).", POSITIVE)
     data_seed: int = option(0, "Seed of the subset and of synthetic data.", SEED)
     epochs: int | None = option(None, "Epochs: passes of the discriminator over the data.", POSITIVE, resumable=True, default_text=str(DEFAULT_EPOCHS))

@@ -27,7 +27,7 @@ from .errors import DataError
 from .plugins import registry
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: 16-bit PNGs keep their depth through CLAHE and the resize
 IMAGES_FILE = "images.safetensors"
 META_FILE = "dataset.json"
 MAX_PIXELS = 100_000_000  # larger images are refused before decoding (memory)
@@ -54,6 +54,8 @@ class DatasetOptions:
     max_images: int | None = None
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     seed: int = 0
+    # The VOI window of medical datasets (DICOM): "CENTER,WIDTH", "auto", or None for the file's own.
+    window: str | None = None
 
 
 @dataclass
@@ -72,6 +74,10 @@ class ImageSet:
     skipped_files: dict[str, str] = field(default_factory=dict)
     # Where the images came from (a data folder), for messages and cache listings; never published.
     source: str = ""
+    # Per image, the group a split must keep on one side (a salted patient hash; never a raw ID), or empty.
+    groups: list[str] = field(default_factory=list)
+    # Per image, the dataset's own split ("train", "val", "test"), e.g. MedMNIST's official one, or empty.
+    splits: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -93,6 +99,8 @@ class ImageSet:
             fingerprint=digest,
             files=[self.files[i] for i in indices] if self.files else [],
             labels=[self.labels[i] for i in indices] if self.labels else [],
+            groups=[self.groups[i] for i in indices] if self.groups else [],
+            splits=[self.splits[i] for i in indices] if self.splits else [],
             source=self.source,
             synthetic=self.synthetic,
         )
@@ -111,11 +119,12 @@ class UnreadableImage(Exception):
     """A file that is not a usable image; the message says why."""
 
 
-def decode_grayscale(path: Path) -> np.ndarray:
-    """Decode any PNG/JPEG as 8-bit grayscale, or raise UnreadableImage saying why not.
+def decode_grayscale(path: Path, keep_depth: bool = False) -> np.ndarray:
+    """Decode any PNG/JPEG as grayscale, or raise UnreadableImage saying why not.
 
-    16-bit images are scaled (not truncated) to 8 bits; an alpha channel is composited on
-    black, so a transparent background reads as empty film rather than as garbage.
+    16-bit images stay uint16 with `keep_depth` (so CLAHE and the resize see every level;
+    `reduce_to_uint8` after `preprocess`), else they are scaled (not truncated) to 8 bits; an
+    alpha channel is composited on black, so a transparent background reads as empty film.
     """
     try:
         raw = np.fromfile(path, dtype=np.uint8)
@@ -129,16 +138,24 @@ def decode_grayscale(path: Path) -> np.ndarray:
     image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise UnreadableImage("not a decodable PNG/JPEG (truncated or not an image)")
-    if image.dtype == np.uint16:
-        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
-    elif image.dtype != np.uint8:
+    if image.dtype == np.uint16 and not keep_depth:
+        image = reduce_to_uint8(image)
+    elif image.dtype not in (np.uint8, np.uint16):
         raise UnreadableImage(f"unsupported pixel type {image.dtype}")
     if image.ndim == 3:
         if image.shape[2] == 4:
-            alpha = image[:, :, 3:4].astype(np.float32) / 255.0
-            image = (image[:, :, :3].astype(np.float32) * alpha).round().astype(np.uint8)
+            top = 65535.0 if image.dtype == np.uint16 else 255.0
+            alpha = image[:, :, 3:4].astype(np.float32) / top
+            image = (image[:, :, :3].astype(np.float32) * alpha).round().astype(image.dtype)
         image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY) if image.shape[2] >= 3 else image[:, :, 0]
     return np.ascontiguousarray(image)
+
+
+def reduce_to_uint8(image: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8 by scaling (65535 -> 255), the one place 16-bit data loses depth; uint8 passes through."""
+    if image.dtype == np.uint8:
+        return image
+    return (image.astype(np.float32) / 257.0).round().astype(np.uint8)
 
 
 def read_grayscale(path: Path) -> np.ndarray | None:
@@ -158,7 +175,11 @@ def image_pixels(raw: np.ndarray) -> int:
 
 
 def preprocess(gray: np.ndarray, prep: Preprocessing) -> np.ndarray:
-    """Center-crop to a square, CLAHE (at full size, as the study), resize with INTER_AREA."""
+    """Center-crop to a square, CLAHE (at full size, as the study), resize with INTER_AREA.
+
+    uint8 or uint16 in, the same type out: OpenCV's CLAHE and resize take 16-bit images, so a
+    16-bit source keeps its depth until `reduce_to_uint8`.
+    """
     h, w = gray.shape
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2

@@ -159,7 +159,7 @@ def real_data_options(
         label = label if label is not None else recorded.get("label")
     else:
         name, path = default_dataset(dataset, data), data
-    return name, DatasetOptions(path=path, label=label, max_images=max_images, preprocessing=prep, seed=int(training.get("data_seed", 0)))
+    return name, DatasetOptions(path=path, label=label, max_images=max_images, preprocessing=prep, seed=int(training.get("data_seed", 0)), window=training.get("window"))
 
 
 def real_images_for(

@@ -126,7 +126,7 @@ class Trainer(TrainingSteps):
     def _load_data(self) -> ImageSet:
         c = self.config
         prep = Preprocessing(resolution=c.res, clahe=c.clahe, clahe_clip=c.clahe_clip, clahe_tile=c.clahe_tile)
-        options = DatasetOptions(path=c.data, label=c.label, max_images=c.images, preprocessing=prep, seed=c.data_seed)
+        options = DatasetOptions(path=c.data, label=c.label, max_images=c.images, preprocessing=prep, seed=c.data_seed, window=c.window)
         return load_dataset(c.dataset_name, options)
 
     # -- schedule -------------------------------------------------------------------

@@ -32,6 +32,7 @@ from ganzoo.api import (
     logger,
     preprocess,
     progress,
+    reduce_to_uint8,
     store_cached,
 )
 
@@ -138,12 +139,12 @@ def load_folder(options: DatasetOptions) -> ImageSet:
             if len(images) >= target:
                 break
             try:
-                gray = decode_grayscale(files[i])
+                gray = decode_grayscale(files[i], keep_depth=True)
             except UnreadableImage as problem:
                 skipped[str(files[i].relative_to(root))] = str(problem)
                 logger.warning("skipping %s: %s", files[i], problem)
                 continue
-            images.append(preprocess(gray, options.preprocessing))
+            images.append(reduce_to_uint8(preprocess(gray, options.preprocessing)))
             kept_files.append(str(files[i].relative_to(root)))
             kept_labels.append(labels[i])
             bar.advance(task)
