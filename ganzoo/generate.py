@@ -39,8 +39,11 @@ def generate_images(
         require_pydicom()
     out = Path(out)
     earlier = sorted(p for p in out.glob(SAMPLE_PATTERN) if p.suffix in (".png", ".dcm", ".json")) if out.is_dir() else []
-    if earlier and not overwrite:
-        raise GanzooError(f"{out} already holds {len(earlier)} sample-* file(s) from an earlier run; choose another --out or pass --overwrite")
+    images = [p for p in earlier if p.suffix != ".json"]
+    if images and not overwrite:
+        raise GanzooError(
+            f"{out} already holds {len(images)} sample-*{images[0].suffix} file(s) from an earlier run; choose another --out or pass --overwrite"
+        )
     directory = resolve_checkpoint(checkpoint)
     gan = load_gan(directory, device=resolve_device(device))
     model_sha256 = file_sha256(directory / WEIGHTS_FILE)
