@@ -23,11 +23,15 @@ def create_gan(arch: str, res: int = 64, channels: int = 1, noise_dim: int = 100
     return _create(arch, res=res, channels=channels, noise_dim=noise_dim, **kwargs)
 
 
-def train(config: "TrainConfig | dict[str, Any]") -> Path:
-    """Train (or resume) a GAN from a TrainConfig or dict; returns the final checkpoint path."""
+def train(config: "TrainConfig | dict[str, Any]", on_progress: Any = None, quiet: bool = False) -> Path:
+    """Train (or resume) a GAN from a TrainConfig or dict; returns the final checkpoint path.
+
+    Progress is printed (a line every 30 s, a summary at the end) unless `quiet`; pass
+    `on_progress(record)` to receive each log record (step, epoch, losses, images/s) instead.
+    """
     from .runs import train as _train
 
-    return _train(config)
+    return _train(config, on_progress=on_progress, quiet=quiet)
 
 
 def load(path: str | Path, device: str = "cpu") -> "GAN":

@@ -29,6 +29,7 @@ from .console import logger
 from .errors import CheckpointError, GanzooError
 from .models import GAN, Normalization, create_gan
 from .paths import dump_json, fsync_dir
+from .plugins import missing_plugin_hint
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -236,10 +237,20 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def check_plugins(config: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose architecture or loss plugin is missing here, saying what to install."""
+    provided = config.get("provided_by") or {}
+    for kind, name in (("architectures", config.get("architecture")), ("losses", config.get("loss"))):
+        hint = missing_plugin_hint(kind, name, provided.get(kind)) if name else None
+        if hint:
+            raise CheckpointError(hint)
+
+
 def load_gan(path: str | Path, device: str | torch.device = "cpu") -> GAN:
     """Rebuild the GAN from config.json alone and load its weights strictly."""
     path = find_checkpoint(path)
     config = read_config(path)
+    check_plugins(config)
     gan = create_gan(config["architecture"], **_model_kwargs(config["model_args"]))
     components = config.get("components", ["generator", "discriminator"])
     if "generator_ema" in components:

@@ -94,6 +94,7 @@ class TrainConfig:
     eval_metric: str = option("fid", "Metric for --eval-every (ganzoo list metrics).", resumable=True)
     out: str | None = option(None, "Run directory.", default_text="runs/<arch>-<res>-<time>")
     resume: str | None = option(None, "Continue the run in this directory (or checkpoint); auto: the --out run if it has one.")
+    overwrite: bool = option(False, "Start over in an --out that already holds a run: its checkpoints, samples and log are removed first.")
     resume_anyway: bool = option(False, "Resume even though the dataset's fingerprint changed.", resumable=True)
     on_nan: str = option("stop", "stop: a NaN/Inf loss ends training; skip: skip that update.", (lambda v: v in ("stop", "skip"), "stop or skip"), resumable=True)
     precision: str = option("fp32", "fp32 or bf16 (autocast convolutions; weights, losses, penalty in fp32).", (lambda v: v in ("fp32", "bf16"), "one of fp32, bf16"), resumable=True)

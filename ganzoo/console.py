@@ -13,8 +13,8 @@ console = Console(stderr=True)
 logger = logging.getLogger("ganzoo")
 
 
-def progress(*extra_columns: TextColumn) -> Progress:
-    """A rich progress bar; it draws only on a terminal, so logs and CI stay clean."""
+def progress(*extra_columns: TextColumn, quiet: bool = False) -> Progress:
+    """A rich progress bar; it draws only on a terminal (and not when `quiet`), so logs and CI stay clean."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -23,7 +23,7 @@ def progress(*extra_columns: TextColumn) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=not console.is_terminal,
+        disable=quiet or not console.is_terminal,
     )
 
 

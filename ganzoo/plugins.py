@@ -50,6 +50,7 @@ class PluginInfo:
     name: str
     version: str
     source: str
+    distribution: str | None = None
     registered: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
 
@@ -153,6 +154,7 @@ def import_plugins() -> None:
             name=ep.name,
             version=dist.version if dist else "unknown",
             source="built-in" if dist is not None and dist.name == "ganzoo" else f"entry point ({dist.name if dist else '?'})",
+            distribution=dist.name if dist else None,
         )
         _trace(f"loading {ep.name} from {ep.value}")
         try:
@@ -206,6 +208,24 @@ def plugin_infos() -> list[PluginInfo]:
 def plugin_failures() -> dict[str, str]:
     load_plugins()
     return {info.name: info.error for info in _plugins.values() if info.error}
+
+
+def provenance(kind: str, name: str) -> dict[str, str | None]:
+    """Which plugin (and distribution, version) registered `name` in registry `kind`: saved in
+    config.json so a checkpoint can say what to install when that plugin is missing."""
+    plugin = registry(kind).entry(name).plugin
+    info = _plugins.get(plugin)
+    return {"name": name, "plugin": plugin, "distribution": info.distribution if info else None, "version": info.version if info else None}
+
+
+def missing_plugin_hint(kind: str, name: str, recorded: dict[str, Any] | None) -> str | None:
+    """What to install for a `kind` entry `name` that a checkpoint used and this machine lacks."""
+    load_plugins()
+    if name in _REGISTRIES[kind] or not recorded:
+        return None
+    plugin, dist, version = recorded.get("plugin"), recorded.get("distribution"), recorded.get("version")
+    install = f"pip install '{dist}=={version}'" if dist and version else f"install the package that provides the ganzoo plugin {plugin!r}"
+    return f"{ENTRY_NOUNS[kind]} {name!r} came from plugin {plugin!r} ({dist or 'unknown distribution'} {version or ''}), which is not installed here: {install}"
 
 
 def plugin_versions() -> dict[str, str]:

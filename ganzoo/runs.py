@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from .checkpoint import CONFIG_FILE, find_resume_checkpoint, has_checkpoint
+from .checkpoint import CONFIG_FILE, check_plugins, find_resume_checkpoint, has_checkpoint
 from .config import TrainConfig, flag_name, resumable_options
 from .console import logger
 from .errors import GanzooError
+from .loss_window import LOSS_CURVE_FILE
 from .trainer import Trainer
 
 
@@ -23,7 +25,9 @@ def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
     a bf16 run); one that may not change on resume is refused by name.
     """
     checkpoint = find_resume_checkpoint(config.resume)
-    saved = json.loads((checkpoint / CONFIG_FILE).read_text())["training"]
+    recorded = json.loads((checkpoint / CONFIG_FILE).read_text())
+    check_plugins(recorded)
+    saved = recorded["training"]
     saved.pop("batch_size_used", None)
     values = config.to_dict()
     if config.given is None:
@@ -66,8 +70,38 @@ def check_same_data(trainer: Trainer, checkpoint: Path) -> None:
     logger.warning("dataset fingerprint changed (%s -> %s); resuming anyway as asked", saved, trainer.data.fingerprint)
 
 
-def train(config: TrainConfig | dict[str, Any]) -> Path:
-    """Train (or resume) a GAN; returns the final checkpoint directory."""
+RUN_FILES = ("checkpoints", "best", "samples", "last", "log.jsonl", LOSS_CURVE_FILE)
+
+
+def claim_run_dir(out: Path, overwrite: bool) -> None:
+    """A new run never lands inside an earlier one: refused, or (`overwrite`) the earlier run's
+    files are removed first; anything else in the directory is left alone."""
+    found = [name for name in RUN_FILES if (out / name).exists() or (out / name).is_symlink()]
+    if not found:
+        return
+    if not overwrite:
+        raise GanzooError(
+            f"{out} already holds a run ({', '.join(found)}): continue it with --resume {out}, "
+            "choose a new --out, or pass --overwrite to start over"
+        )
+    logger.warning("--overwrite: removing the earlier run's %s from %s", ", ".join(found), out)
+    for name in found:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def train(
+    config: TrainConfig | dict[str, Any], on_progress: Callable[[dict[str, Any]], None] | None = None, quiet: bool = False
+) -> Path:
+    """Train (or resume) a GAN; returns the final checkpoint directory.
+
+    Progress goes to `on_progress(record)` when given (each log record: step, epoch, losses,
+    images/s), else to stderr (a bar on a terminal, a plain line every 30 s otherwise);
+    `quiet=True` prints neither progress nor the closing summary.
+    """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     checkpoint = None
@@ -79,13 +113,21 @@ def train(config: TrainConfig | dict[str, Any]) -> Path:
         config = replace(config, resume=config.out if has_checkpoint(Path(config.out)) else None)
     if config.resume:
         config, checkpoint = resume_config(config)
+    elif config.out:
+        claim_run_dir(Path(config.out), config.overwrite)
     trainer = Trainer(config)
     if checkpoint is not None:
         check_same_data(trainer, checkpoint)
         trainer.load_state(checkpoint)
+        if trainer.step >= trainer.total_steps:
+            logger.info(
+                "nothing to do: %s is already at step %d of %d; give more --epochs or --steps to train longer",
+                trainer.out, trainer.step, trainer.total_steps,
+            )
+            return checkpoint
         logger.info("resumed from %s at step %d", checkpoint, trainer.step)
     try:
-        return trainer.fit()
+        return trainer.fit(on_progress=on_progress, quiet=quiet)
     finally:
         if trainer.shard.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -15,11 +15,13 @@ import os
 import shutil
 import signal
 import threading
+import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
+from rich.markup import escape
 from torch import nn
 
 from . import distributed
@@ -27,18 +29,18 @@ from .augment import AugmentedDiscriminator, build_augmentation
 from .card import model_card
 from .checkpoint import FORMAT_VERSION, load_gan, write_checkpoint
 from .config import DEFAULT_EPOCHS, TrainConfig
-from .console import logger, progress
+from .console import console, logger, progress
 from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset, to_model_input
 from .errors import GanzooError, TrainingDiverged, TrainingInterrupted
 from .evaluation import evaluate as evaluate_metrics
 from .evaluation import get_metrics
 from .fast import PRECISIONS, FastOptions, FloatScores, GraphedStep, swap_instance_norms, swap_thin_convs
 from .images import to_uint8, write_grid
-from .loss_window import LossWindow
+from .loss_window import LOSS_CURVE_FILE, LossWindow, ProgressLines, format_seconds, write_loss_curve
 from .losses import GANLoss, build_loss
 from .models import GAN, Normalization, create_gan, get_architecture
 from .paths import default_run_dir, prepare_output_dir
-from .plugins import plugin_versions
+from .plugins import plugin_versions, provenance
 from .runtime import derived_seed, environment_versions, resolve_device, seed_everything
 from .steps import TrainingSteps
 from .train_state import collect_state, restore_state
@@ -186,9 +188,11 @@ class Trainer(TrainingSteps):
         for b_ema, b in zip(ema.buffers(), G.buffers()):
             b_ema.copy_(b)
 
-    def fit(self) -> Path:
+    def fit(self, on_progress: Callable[[dict[str, Any]], None] | None = None, quiet: bool = False) -> Path:
         """Train to `total_steps`, logging, sampling and checkpointing; returns the last checkpoint.
 
+        Each log record also goes to `on_progress` when given; otherwise progress shows as a
+        bar on a terminal and as a plain line every 30 s elsewhere (neither with `quiet`).
         SIGINT/SIGTERM finish the current step, write a checkpoint and stop.
         """
         c = self.config
@@ -198,9 +202,14 @@ class Trainer(TrainingSteps):
         total = self.total_steps
         window = LossWindow()
         last_checkpoint: Path | None = None
-        logger.info("training %s (%s loss) on %d images for %d steps (%d per epoch) -> %s", c.arch, c.loss_name, len(self.data), total, self.steps_per_epoch, self.out)
+        quiet = quiet or not main
+        if not quiet:
+            logger.info("training %s (%s loss) on %d images for %d steps -> %s", c.arch, c.loss_name, len(self.data), total, self.out)
+            logger.info("%s", self.epoch_definition())
         log_path = self.out / "log.jsonl" if main else Path(os.devnull)
-        with progress() as bar, open(log_path, "a") as log, self._stop_on_signals():
+        lines = ProgressLines(total, self.steps_per_epoch, self.step) if not quiet and on_progress is None and not console.is_terminal else None
+        started, start_step, record = time.perf_counter(), self.step, {}
+        with progress(quiet=quiet or on_progress is not None) as bar, open(log_path, "a") as log, self._stop_on_signals():
             task = bar.add_task("training", total=total, completed=self.step)
             while self.step < total:
                 window.add(self.training_step(), self.batch_size * self.loss.n_critic)
@@ -214,6 +223,10 @@ class Trainer(TrainingSteps):
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     bar.update(task, description=f"epoch {self.epoch} d {record.get('d_loss', math.nan):.3f} g {record.get('g_loss', math.nan):.3f} {record['images_per_s']:.0f} img/s")
+                    if on_progress is not None:
+                        on_progress(record)
+                    if lines is not None and (text := lines.line(record, force=finished)):
+                        console.print(escape(text), highlight=False, soft_wrap=True)
                 bar.update(task, completed=self.step)
                 if main and (finished or (epoch_done and c.sample_every and self.epoch % c.sample_every == 0)):
                     self.save_grid(self.out / "samples" / f"step-{self.step:08d}.png")
@@ -228,7 +241,30 @@ class Trainer(TrainingSteps):
                         f"checkpoint saved at {saved}; continue with --resume {self.out}",
                         exit_code=128 + self._stop_signal,
                     )
-        return last_checkpoint or self.save()
+        final = last_checkpoint or self.save()
+        if main:
+            curve = write_loss_curve(log_path, self.out / LOSS_CURVE_FILE)
+            if not quiet:
+                self._summary(time.perf_counter() - started, self.step - start_step, record, final, curve)
+        return final
+
+    def epoch_definition(self) -> str:
+        """What one epoch is for this run, in the numbers the user sees."""
+        critic_batches = self.steps_per_epoch * self.loss.n_critic
+        images = critic_batches * self.batch_size
+        return (
+            f"one epoch = {self.steps_per_epoch} generator step(s) x {self.loss.n_critic} critic batch(es) of {self.batch_size} "
+            f"= {images} real images = {images / len(self.data):.2f} pass(es) over the {len(self.data)} images"
+        )
+
+    def _summary(self, seconds: float, steps: int, record: dict[str, Any], checkpoint: Path, curve: Path | None) -> None:
+        losses = ", ".join(f"{k} {record[k]:.4g}" for k in ("d_loss", "g_loss") if k in record)
+        rate = steps * self.batch_size * self.loss.n_critic / max(seconds, 1e-9)
+        console.print(escape(
+            f"trained {steps} step(s) in {format_seconds(seconds)} ({rate:.0f} img/s); final {losses or 'losses not logged'}\n"
+            f"  checkpoint: {checkpoint}\n  samples:    {self.out / 'samples'}\n  log:        {self.out / 'log.jsonl'}"
+            + (f"\n  loss curve: {curve}" if curve else "")
+        ), highlight=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
@@ -274,6 +310,7 @@ class Trainer(TrainingSteps):
             "training": {**c.to_dict(), "batch_size_used": self.batch_size},
             "dataset": {**self.data.describe(), "label": c.label, "path": c.data},
             "plugins": plugin_versions(),
+            "provided_by": {"architectures": provenance("architectures", c.arch), "losses": provenance("losses", c.loss_name)},
             "versions": environment_versions(),
             "progress": {"step": self.step, "epoch": self.epoch, "steps_per_epoch": self.steps_per_epoch},
         }
