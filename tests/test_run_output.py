@@ -49,6 +49,8 @@ def test_progress_reaches_a_callback_and_the_run_draws_its_loss_curve(tmp_path):
     assert [r["step"] for r in seen] == [1, 2, 3] and all("d_loss" in r and "images_per_s" in r for r in seen)
     curve = cv2.imread(str(tmp_path / "run" / "loss.png"))
     assert curve is not None and curve.shape[2] == 3 and (curve < 250).any()
+    grid = cv2.imread(str(next((tmp_path / "run" / "samples").glob("*.png"))), cv2.IMREAD_UNCHANGED)
+    assert grid.ndim == 2  # a grayscale model's grid is a one-channel PNG, not RGB
 
 
 def test_without_a_terminal_the_cli_prints_progress_lines_and_a_summary(tmp_path, monkeypatch):
