@@ -195,8 +195,8 @@ def test_global_batch_norm_is_as_accurate_as_batch_norm():
     x[:, 2] = 1000.1  # constant: variance 0
     w = torch.randn(8, 3, 4, 4, generator=g)
     bn = GlobalBatchNorm2d(3)
-    nn.init.uniform_(bn.weight, 0.5, 1.5)
-    nn.init.uniform_(bn.bias, -1, 1)
+    nn.init.uniform_(bn.weight, 0.5, 1.5, generator=g)
+    nn.init.uniform_(bn.bias, -1, 1, generator=g)
     truth, truth_bn = one_process(bn, x, w, torch.float64)
     plain, _ = one_process(bn, x, w, torch.float32)
     ours, ours_bn = two_ranks(bn, x, w)
