@@ -33,6 +33,7 @@ class TrainingSteps:
         None is returned; otherwise non-finite values are caught by the caller.
         """
         n_critic = self.loss.n_critic
+        self.set_ema_decay()
         if self._graphs_wanted:
             return self._graphed_step()
         losses, skipped = self._iteration(lambda k: self.real_batch(self.step * n_critic + k))

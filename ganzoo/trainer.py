@@ -30,6 +30,7 @@ from .card import model_card
 from .checkpoint import FORMAT_VERSION, load_gan, write_checkpoint
 from .config import DEFAULT_EPOCHS, TrainConfig
 from .console import console, logger, progress
+from .ema import ema_decay, update_ema
 from .data import DatasetOptions, ImageSet, Preprocessing, load_dataset, to_model_input
 from .errors import GanzooError, TrainingDiverged, TrainingInterrupted
 from .evaluation import evaluate as evaluate_metrics
@@ -82,6 +83,7 @@ class Trainer(TrainingSteps):
             self.discriminator = FloatScores(self.discriminator)
         if config.ema:
             self.gan.generator_ema = copy.deepcopy(self.gan.generator).requires_grad_(False)
+        self._ema_weight = torch.zeros((), device=self.device)
         lr = config.lr or self.loss.optimizer_defaults["lr"]
         betas = tuple(config.betas or self.loss.optimizer_defaults["betas"])
         adam: dict[str, Any] = {"fused": True} if self.fast.fused and self.device.type == "cuda" else {}
@@ -179,14 +181,15 @@ class Trainer(TrainingSteps):
         return self.shard.slice(self.noise(self.batch_size))
 
     # -- the loop ---------------------------------------------------------------------
-    @torch.no_grad()
     def update_ema(self) -> None:
-        """ema <- decay * ema + (1 - decay) * weights; buffers (BatchNorm statistics) copied."""
-        ema, G = self.gan.generator_ema, self.gan.generator
-        for p_ema, p in zip(ema.parameters(), G.parameters()):
-            p_ema.lerp_(p, 1.0 - self.config.ema)
-        for b_ema, b in zip(ema.buffers(), G.buffers()):
-            b_ema.copy_(b)
+        """ema <- d * ema + (1 - d) * generator, weights and BatchNorm statistics (ganzoo/ema.py);
+        d is set before each step by `set_ema_decay` (a tensor, so CUDA graphs replay it)."""
+        update_ema(self.gan.generator_ema, self.gan.generator, self._ema_weight)
+
+    def set_ema_decay(self) -> None:
+        """The warmed-up decay of the coming step's EMA update: min(ema, (1 + t) / (ema_warmup + t))."""
+        if self.config.ema:
+            self._ema_weight.fill_(1.0 - ema_decay(self.config.ema, self.config.ema_warmup, self.step))
 
     def fit(self, on_progress: Callable[[dict[str, Any]], None] | None = None, quiet: bool = False) -> Path:
         """Train to `total_steps`, logging, sampling and checkpointing; returns the last checkpoint.
