@@ -8,7 +8,6 @@ import types
 
 import numpy as np
 import pytest
-import torch
 
 import ganzoo_medmnist
 from ganzoo.api import DataError, DatasetOptions, Preprocessing, load_dataset, register_plugin, unregister_plugin
