@@ -14,18 +14,14 @@ import torch
 from typer.testing import CliRunner
 
 import ganzoo.cli
-import ganzoo_dicom
 from dicom_files import PLANTED, chest, make_dicom
-from ganzoo.api import DataError, DatasetOptions, Preprocessing, decode_grayscale, load_dataset, preprocess, register_plugin, unregister_plugin
+from ganzoo.api import DataError, DatasetOptions, Preprocessing, decode_grayscale, load_dataset, preprocess, registry
 from ganzoo_dicom.pixels import TOP, read_dicom
 from ganzoo_dicom.privacy import grouped_split, write_split
 
 
-@pytest.fixture(autouse=True)
-def dicom_plugin():
-    register_plugin(ganzoo_dicom, name="dicom-test")
-    yield
-    unregister_plugin("dicom-test")
+def test_the_dicom_dataset_is_a_built_in_plugin():
+    assert registry("datasets").entry("dicom").plugin == "dicom"
 
 
 def opts(path, **kwargs):

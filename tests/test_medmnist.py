@@ -9,15 +9,11 @@ import types
 import numpy as np
 import pytest
 
-import ganzoo_medmnist
-from ganzoo.api import DataError, DatasetOptions, Preprocessing, load_dataset, register_plugin, unregister_plugin
+from ganzoo.api import DataError, DatasetOptions, Preprocessing, load_dataset, registry
 
 
-@pytest.fixture(autouse=True)
-def plugin():
-    register_plugin(ganzoo_medmnist, name="medmnist-test")
-    yield
-    unregister_plugin("medmnist-test")
+def test_the_medmnist_dataset_is_a_built_in_plugin():
+    assert registry("datasets").entry("medmnist").plugin == "medmnist"
 
 
 @pytest.fixture
