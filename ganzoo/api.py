@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # the names for readers and type checkers; at run time `__get
         cache_key,
     )
     from .distributed import draw_per_sample, per_sample_rand
+    from .folders import METADATA_FILE, file_digests, file_order, labelled_files, read_metadata, replay_skipped, select_label
     from .errors import CheckpointError, DataError, GanzooError, TrainingDiverged, TrainingInterrupted
     from .evaluation import (
         FeatureExtractor,
@@ -120,6 +121,13 @@ EXPORTS: dict[str, str] = {
     "cache_key": "data:cache_key",
     "per_sample_rand": "distributed:per_sample_rand",
     "draw_per_sample": "distributed:draw_per_sample",
+    "METADATA_FILE": "folders:METADATA_FILE",
+    "file_digests": "folders:file_digests",
+    "file_order": "folders:file_order",
+    "labelled_files": "folders:labelled_files",
+    "read_metadata": "folders:read_metadata",
+    "replay_skipped": "folders:replay_skipped",
+    "select_label": "folders:select_label",
     "CheckpointError": "errors:CheckpointError",
     "DataError": "errors:DataError",
     "GanzooError": "errors:GanzooError",

@@ -8,12 +8,10 @@ and publish other files of the machine.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-from collections import Counter
 from dataclasses import asdict
-from pathlib import Path, PurePath
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,66 +24,19 @@ from ganzoo.api import (
     UnreadableImage,
     cache_key,
     decode_grayscale,
-    file_sha256,
+    file_digests,
+    file_order,
+    labelled_files,
     list_image_files,
     load_cached,
     logger,
     preprocess,
     progress,
     reduce_to_uint8,
+    replay_skipped,
+    select_label,
     store_cached,
 )
-
-METADATA_FILE = "metadata.csv"
-
-
-def read_metadata(root: Path) -> dict[str, str]:
-    """`metadata.csv` as {relative file path: label}; it needs `file` and `label` columns.
-
-    A name that is absolute or resolves outside `root` (through `..` or a symlink) is refused.
-    """
-    path = root / METADATA_FILE
-    inside = root.resolve()
-    table = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"file", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(
-                f"{path} lacks column(s) {', '.join(sorted(missing))}; "
-                f"it has: {', '.join(reader.fieldnames or []) or 'no header'}"
-            )
-        for row in reader:
-            name = row.get("file")
-            if not name:
-                continue
-            if PurePath(name).is_absolute() or PurePath(name).drive:
-                raise DataError(f"{path} row {reader.line_num}: {name!r} is an absolute path; names are relative to {root}; refused")
-            if not (root / name).resolve().is_relative_to(inside):
-                raise DataError(f"{path} row {reader.line_num}: {name!r} resolves outside {inside}; refused")
-            table[name] = row["label"]
-    return table
-
-
-def labelled_files(root: Path) -> tuple[list[Path], list[str]]:
-    """Image files and their labels: from metadata.csv, else from class subfolders."""
-    if (root / METADATA_FILE).exists():
-        table = read_metadata(root)
-        names = sorted(table)
-        return [root / name for name in names], [table[name] for name in names]
-    files = list_image_files(root)
-    labels = [f.relative_to(root).parts[0] if len(f.relative_to(root).parts) > 1 else "" for f in files]
-    return files, labels
-
-
-def warn_if_mixed(root: Path, labels: list[str]) -> None:
-    """One warning when no --label was given but the files carry several: a GAN trained on
-    covid and normal X-rays mixed generates neither class."""
-    counts = Counter(label for label in labels if label)
-    if len(counts) > 1:
-        listed = ", ".join(f"{label}: {n}" for label, n in sorted(counts.items()))
-        logger.warning("%s holds %d classes (%s) and no --label was given: they are used mixed together; "
-                       "pass --label %s to use one class", root, len(counts), listed, min(counts))
 
 
 def load_folder(options: DatasetOptions) -> ImageSet:
@@ -95,35 +46,15 @@ def load_folder(options: DatasetOptions) -> ImageSet:
     root = Path(options.path).expanduser()
     if not root.is_dir():
         raise DataError(f"data directory not found: {root}")
-    files, labels = labelled_files(root)
-    if options.label is not None:
-        known = sorted(set(labels) - {""})
-        if not known:
-            raise DataError(f"--label {options.label!r} needs class subfolders or a metadata.csv in {root}")
-        keep = [i for i, lab in enumerate(labels) if lab == options.label]
-        if not keep:
-            raise DataError(f"no image in {root} has label {options.label!r}; labels there: {', '.join(known)}")
-        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
-    else:
-        warn_if_mixed(root, labels)
+    files, labels = select_label(root, *labelled_files(root, list_image_files), options.label)
     if not files:
         raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(options.seed)).tolist()
-    if options.max_images is None:
-        order.sort()
-
-    digests = {}
-    for f in files:
-        try:
-            digests[str(f.relative_to(root))] = file_sha256(f)
-        except OSError:
-            digests[str(f.relative_to(root))] = "unreadable"
+    order = file_order(len(files), options.seed, options.max_images)
+    digests = file_digests(root, files)
     key = cache_key({"files": digests, "order": order, "max": options.max_images, "prep": asdict(options.preprocessing)})
     cached = load_cached(key)
     if cached is not None:
-        cached.source = str(root)
-        for name, reason in cached.skipped_files.items():
-            logger.warning("skipping %s: %s", root / name, reason)
+        replay_skipped(cached, root)
         report(cached, root, options)
         logger.info(
             "loaded %d images of %s from the dataset cache (key %s%s)", len(cached), root, key,

@@ -9,11 +9,10 @@ with the reason, as the `folder` dataset does for bad PNGs.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import asdict
-from pathlib import Path, PurePath
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,19 +23,22 @@ from ganzoo.api import (
     ImageSet,
     UnreadableImage,
     cache_key,
-    file_sha256,
+    file_digests,
+    file_order,
+    labelled_files,
     load_cached,
     logger,
     preprocess,
     progress,
     reduce_to_uint8,
+    replay_skipped,
+    select_label,
     store_cached,
 )
 
 from .pixels import parse_window, read_dicom
 from .privacy import patient_group, salt, salt_digest
 
-METADATA_FILE = "metadata.csv"
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", "")  # hospital exports often have no extension
 
 
@@ -44,30 +46,8 @@ def is_dicom_name(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in DICOM_SUFFIXES and not path.name.startswith(".")
 
 
-def read_metadata(root: Path) -> dict[str, str]:
-    """metadata.csv as {relative name: label}; a name outside `root` (absolute, `..`, symlink) is refused."""
-    path, inside, table = root / METADATA_FILE, root.resolve(), {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"file", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(f"{path} lacks column(s) {', '.join(sorted(missing))}; it has: {', '.join(reader.fieldnames or []) or 'no header'}")
-        for row in reader:
-            name = row.get("file")
-            if not name:
-                continue
-            if PurePath(name).is_absolute() or not (root / name).resolve().is_relative_to(inside):
-                raise DataError(f"{path} row {reader.line_num}: {name!r} is outside {inside}; refused")
-            table[name] = row["label"]
-    return table
-
-
-def labelled_files(root: Path) -> tuple[list[Path], list[str]]:
-    if (root / METADATA_FILE).exists():
-        table = read_metadata(root)
-        return [root / n for n in sorted(table)], [table[n] for n in sorted(table)]
-    files = sorted(p for p in root.rglob("*") if is_dicom_name(p))
-    return files, [f.relative_to(root).parts[0] if len(f.relative_to(root).parts) > 1 else "" for f in files]
+def dicom_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if is_dicom_name(p))
 
 
 def load_dicom(options: DatasetOptions) -> ImageSet:
@@ -78,32 +58,15 @@ def load_dicom(options: DatasetOptions) -> ImageSet:
     if not root.is_dir():
         raise DataError(f"data directory not found: {root}")
     window = parse_window(options.window)
-    files, labels = labelled_files(root)
-    if options.label is not None:
-        known = sorted(set(labels) - {""})
-        if not known:
-            raise DataError(f"--label {options.label!r} needs class subfolders or a metadata.csv in {root}")
-        keep = [i for i, lab in enumerate(labels) if lab == options.label]
-        if not keep:
-            raise DataError(f"no DICOM file in {root} has label {options.label!r}; labels there: {', '.join(known)}")
-        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+    files, labels = select_label(root, *labelled_files(root, dicom_files), options.label, noun="DICOM file")
     if not files:
         raise DataError(f"no DICOM files (.dcm, .dicom, .dic or no extension) in {root}")
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(options.seed)).tolist()
-    if options.max_images is None:
-        order.sort()
-    digests = {}
-    for f in files:
-        try:
-            digests[str(f.relative_to(root))] = file_sha256(f)
-        except OSError:
-            digests[str(f.relative_to(root))] = "unreadable"
+    order = file_order(len(files), options.seed, options.max_images)
+    digests = file_digests(root, files)
     key = cache_key({"dicom": digests, "order": order, "max": options.max_images, "prep": asdict(options.preprocessing), "window": window, "salt": salt_digest()})
     cached = load_cached(key)
     if cached is not None:
-        cached.source = str(root)
-        for name, reason in cached.skipped_files.items():
-            logger.warning("skipping %s: %s", root / name, reason)
+        replay_skipped(cached, root)
         logger.info("loaded %d DICOM images of %s from the dataset cache (key %s)", len(cached), root, key)
         return cached
     data = decode_all(root, files, labels, order, digests, options, window)
