@@ -49,11 +49,7 @@ def _size(path: Path) -> int:
 def _fsync_tree(path: Path) -> None:
     """Flush the payload to disk before it is committed, so a crash leaves no empty entry."""
     for file in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:
-        fd = os.open(file, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(file)
 
 
 def _committed(kind: str, key: str) -> bool:

@@ -25,6 +25,7 @@ def cache_dir(kind: str) -> Path:
 
 
 def fsync_dir(path: Path) -> None:
+    """Flush `path` to disk: a directory's entries (after a rename into it), or a file."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
