@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # the names for readers and type checkers; at run time `__get
         IMAGE_EXTENSIONS,
         DatasetOptions,
         DatasetSpec,
-        ImageSet,
         Preprocessing,
         UnreadableImage,
         decode_grayscale,
@@ -65,6 +64,7 @@ if TYPE_CHECKING:  # the names for readers and type checkers; at run time `__get
         real_images_for,
     )
     from .hookspecs import Register, hookimpl
+    from .imageset import ImageSet
     from .hub import list_models as hub_list_models
     from .hub import load_checkpoint as load
     from .hub import pull as hub_pull
@@ -81,6 +81,8 @@ if TYPE_CHECKING:  # the names for readers and type checkers; at run time `__get
     from .plugins import register_plugin, registry, unregister_plugin
     from .runtime import environment_versions, resolve_device, seed_everything
     from .runs import train
+    from .split_data import make_split
+    from .splits import SPLIT_FILE, NoHoldout, read_split, select_part
     from .version import __version__
 
 # name -> "module:attribute" in ganzoo. A name's module is imported when a plugin first uses
@@ -107,7 +109,7 @@ EXPORTS: dict[str, str] = {
     "IMAGE_EXTENSIONS": "data:IMAGE_EXTENSIONS",
     "DatasetOptions": "data:DatasetOptions",
     "DatasetSpec": "data:DatasetSpec",
-    "ImageSet": "data:ImageSet",
+    "ImageSet": "imageset:ImageSet",
     "Preprocessing": "data:Preprocessing",
     "UnreadableImage": "data:UnreadableImage",
     "decode_grayscale": "data:decode_grayscale",
@@ -143,6 +145,11 @@ EXPORTS: dict[str, str] = {
     "real_baseline": "evaluation:real_baseline",
     "real_data_options": "evaluation:real_data_options",
     "real_images_for": "evaluation:real_images_for",
+    "SPLIT_FILE": "splits:SPLIT_FILE",
+    "NoHoldout": "splits:NoHoldout",
+    "read_split": "splits:read_split",
+    "select_part": "splits:select_part",
+    "make_split": "split_data:make_split",
     "Register": "hookspecs:Register",
     "hookimpl": "hookspecs:hookimpl",
     "hub_list_models": "hub:list_models",

@@ -213,6 +213,25 @@ def plugins() -> None:
     typer.echo(render(table))
 
 
+@app.command()
+def split(
+    data: Annotated[Optional[str], typer.Argument(help="The data folder (or path) to split.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset name (ganzoo list datasets). (default: folder)")] = None,
+    holdout: Annotated[float, typer.Option(help="Fraction of each label held out.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the draw.")] = 0,
+    group_by: Annotated[Optional[str], typer.Option(help="metadata.csv column whose values (patient, original image) stay on one side.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the split. (default: DATA/ganzoo-split.json, found there by train and evaluate)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing split file.")] = False,
+) -> None:
+    """Hold out real images once: train uses the rest; evaluate, --eval-every, sweep and compare score on them."""
+    from .split_data import describe_sides, make_split
+
+    path, images, sides = make_split(data, dataset, holdout, seed, group_by, out, overwrite)
+    console.print(escape(f"wrote {path}: {describe_sides(images, sides)}"), highlight=False)
+    if out is not None:
+        console.print(escape(f"train and evaluate with --split {path}"), highlight=False)
+
+
 _commands_registered = False
 
 

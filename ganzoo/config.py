@@ -68,6 +68,7 @@ class TrainConfig:
     data: str | None = option(None, "Image folder: class subfolders or metadata.csv (file,label).", default_text="synthetic phantoms")
     label: str | None = option(None, "Train on this class only.")
     window: str | None = option(None, "DICOM VOI window: CENTER,WIDTH or auto.", default_text="the file's VOI LUT or window")
+    split: str | None = option(None, "Split file of ganzoo split: train on its train part, score on its held-out part; none: no split.", default_text="DATA/ganzoo-split.json if present")
     images: int | None = option(None, "Use at most N images (seeded subset).", POSITIVE)
     data_seed: int = option(0, "Seed of the subset and of synthetic data.", SEED)
     epochs: int | None = option(None, "Epochs: passes of the discriminator over the data.", POSITIVE, resumable=True, default_text=str(DEFAULT_EPOCHS))

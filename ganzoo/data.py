@@ -24,7 +24,9 @@ from .cache_entries import open_entry, remove_entry
 from .caches import write_entry
 from .console import logger
 from .errors import DataError
+from .imageset import ImageSet
 from .plugins import registry
+from .splits import select_part, split_file_for
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 CACHE_VERSION = 3  # 3: 16-bit PNGs keep their depth through CLAHE and the resize
@@ -56,54 +58,10 @@ class DatasetOptions:
     seed: int = 0
     # The VOI window of medical datasets (DICOM): "CENTER,WIDTH", "auto", or None for the file's own.
     window: str | None = None
-
-
-@dataclass
-class ImageSet:
-    """Preprocessed images (uint8, N x 1 x H x W) and where they came from."""
-
-    name: str
-    images: torch.Tensor
-    fingerprint: str
-    files: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    skipped: int = 0
-    # True for generated data (phantoms, simulations): the model card then says no patient data was used.
-    synthetic: bool = False
-    # Files left out and why ({path relative to the source: reason}); kept in the cache, so a cached load reports them again.
-    skipped_files: dict[str, str] = field(default_factory=dict)
-    # Where the images came from (a data folder), for messages and cache listings; never published.
-    source: str = ""
-    # Per image, the group a split must keep on one side (a salted patient hash; never a raw ID), or empty.
-    groups: list[str] = field(default_factory=list)
-    # Per image, the dataset's own split ("train", "val", "test"), e.g. MedMNIST's official one, or empty.
-    splits: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def mean_std(self) -> tuple[float, float]:
-        """Mean/std of the [0, 1]-scaled pixels, for `--normalize torch`."""
-        x = self.images.float() / 255.0
-        return float(x.mean()), float(x.std())
-
-    def describe(self) -> dict:
-        return {"name": self.name, "fingerprint": self.fingerprint, "images": len(self), "skipped": self.skipped, "synthetic": self.synthetic}
-
-    def subset(self, indices: list[int]) -> "ImageSet":
-        """These images only; the fingerprint names the parent set and the chosen indices."""
-        digest = hashlib.sha256(json.dumps([self.fingerprint, indices]).encode()).hexdigest()[:16]
-        return ImageSet(
-            name=self.name,
-            images=self.images[indices],
-            fingerprint=digest,
-            files=[self.files[i] for i in indices] if self.files else [],
-            labels=[self.labels[i] for i in indices] if self.labels else [],
-            groups=[self.groups[i] for i in indices] if self.groups else [],
-            splits=[self.splits[i] for i in indices] if self.splits else [],
-            source=self.source,
-            synthetic=self.synthetic,
-        )
+    # Which images of a split dataset (ganzoo/splits.py): "all", "train" or "holdout".
+    part: str = "all"
+    # The split file; None: DATA/ganzoo-split.json when present; "none": no split.
+    split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -249,8 +207,8 @@ def to_model_input(batch: torch.Tensor, channels: int, normalize: str = "none", 
 
 
 def load_dataset(name: str, options: DatasetOptions) -> ImageSet:
-    """Build a registered dataset by name."""
+    """Build a registered dataset by name, reduced to `options.part` of its split (ganzoo/splits.py)."""
     spec: DatasetSpec = registry("datasets").get(name)
     if spec.needs_path and not options.path:
         raise DataError(f"dataset {name!r} needs a path: --data DIR")
-    return spec.load(options)
+    return select_part(spec.load(options), options.part, split_file_for(options.path, options.split))

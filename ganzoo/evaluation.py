@@ -23,6 +23,7 @@ from .images import to_uint8
 from .models import GAN
 from .plugins import registry
 from .runtime import environment_versions, resolve_device
+from .splits import NoHoldout, check_split_unchanged, warn_if_training_images
 
 
 @dataclass
@@ -122,29 +123,37 @@ def compute_metrics(
     return results
 
 
-def real_baseline(real: ImageSet, metrics: Mapping[str, Metric], n: int, context: MetricContext) -> dict[str, dict[str, Any]]:
-    """The metrics between two disjoint random parts of the real set: what "perfect" scores here.
+def real_baseline(real: ImageSet, metrics: Mapping[str, Metric], n: int, context: MetricContext, stand_in: ImageSet | None = None) -> dict[str, dict[str, Any]]:
+    """The metrics of real images in place of generated ones: what "perfect" scores at these counts.
 
-    One part has min(n, N // 2) images and plays the generated images; the counts are
-    recorded with every number (`n_real_held_out`, `n_real`).
+    With `stand_in` (the training images, when `real` is the held-out part) min(n, its size) of
+    them are scored against all of `real`, exactly as generated images are; without it, two
+    disjoint random parts of `real` (min(n, N // 2) images playing the generated ones). The
+    counts are recorded with every number (`n_real_held_out`, `n_real`).
     """
-    held_out = min(n, len(real) // 2)
-    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(int(context.seed)))
-    part_a, part_b = real.subset(order[:held_out].tolist()), real.subset(order[held_out:].tolist())
+    order = torch.randperm(len(stand_in if stand_in is not None else real), generator=torch.Generator().manual_seed(int(context.seed)))
+    if stand_in is not None:
+        part_a, part_b = stand_in.subset(order[: min(n, len(stand_in))].tolist()), real
+    else:
+        held_out = min(n, len(real) // 2)
+        part_a, part_b = real.subset(order[:held_out].tolist()), real.subset(order[held_out:].tolist())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         results = compute_metrics(part_a.images, part_b, {k: m for k, m in metrics.items() if m.needs_real}, MetricContext(context.device, context.seed, context.batch_size, context.options))
     for result in results.values():
         result["n_real_held_out"] = result.pop("n_fake")
+        result["floor"] = "training images vs these" if stand_in is not None else "two disjoint parts of these"
     return results
 
 
 def real_data_options(
-    config: Mapping[str, Any], data: str | None = None, dataset: str | None = None, label: str | None = None, max_images: int | None = None
+    config: Mapping[str, Any], data: str | None = None, dataset: str | None = None, label: str | None = None,
+    max_images: int | None = None, part: str = "all",
 ) -> tuple[str, DatasetOptions]:
     """Dataset name and options for real images preprocessed as the checkpoint's training data.
 
-    Without `data`/`dataset` the checkpoint's own dataset (and label, unless given) is used.
+    Without `data`/`dataset` the checkpoint's own dataset (and label, unless given) is used,
+    with the split file it was trained with.
     """
     training = config.get("training", {})
     recorded = config.get("dataset", {})
@@ -154,19 +163,38 @@ def real_data_options(
         clahe_clip=float(training.get("clahe_clip", 2.0)),
         clahe_tile=int(training.get("clahe_tile", 8)),
     )
+    split = None
     if data is None and dataset is None:
         name, path = recorded.get("name") or default_dataset(None, None), recorded.get("path")
         label = label if label is not None else recorded.get("label")
+        split = training.get("split")
+        check_split_unchanged(recorded.get("split"))
     else:
         name, path = default_dataset(dataset, data), data
-    return name, DatasetOptions(path=path, label=label, max_images=max_images, preprocessing=prep, seed=int(training.get("data_seed", 0)), window=training.get("window"))
+    return name, DatasetOptions(
+        path=path, label=label, max_images=max_images, preprocessing=prep, seed=int(training.get("data_seed", 0)),
+        window=training.get("window"), part=part, split=split,
+    )
 
 
 def real_images_for(
-    config: Mapping[str, Any], data: str | None = None, dataset: str | None = None, label: str | None = None, max_images: int | None = None
+    config: Mapping[str, Any], data: str | None = None, dataset: str | None = None, label: str | None = None,
+    max_images: int | None = None, part: str = "auto",
 ) -> ImageSet:
-    """Real images preprocessed as the checkpoint's training data was (see `real_data_options`)."""
-    return load_dataset(*real_data_options(config, data, dataset, label, max_images))
+    """Real images preprocessed as the checkpoint's training data was (see `real_data_options`).
+
+    `part="auto"`: the held-out part when the data has a split, else every image (with a
+    warning when those are the checkpoint's own training images); or "holdout", "train", "all".
+    """
+    if part != "auto":
+        return load_dataset(*real_data_options(config, data, dataset, label, max_images, part))
+    try:
+        return load_dataset(*real_data_options(config, data, dataset, label, max_images, "holdout"))
+    except NoHoldout:
+        real = load_dataset(*real_data_options(config, data, dataset, label, max_images, "all"))
+    if data is None and dataset is None:
+        warn_if_training_images(real)
+    return real
 
 
 def evaluate(
@@ -179,6 +207,7 @@ def evaluate(
     batch_size: int = 64,
     options: Mapping[str, Any] | None = None,
     baseline: bool = False,
+    baseline_images: ImageSet | None = None,
 ) -> dict[str, Any]:
     """Generate `n` images (default: as many as real ones) with `seed` and score them against `real`.
 
@@ -212,7 +241,7 @@ def evaluate(
     start = time.perf_counter()
     results = compute_metrics(fake, real if needs_real else None, chosen, context)
     timing["metrics_s"] = time.perf_counter() - start
-    report_baseline = real_baseline(real, chosen, n, context) if baseline and needs_real and real is not None else None
+    report_baseline = real_baseline(real, chosen, n, context, baseline_images) if baseline and needs_real and real is not None else None
     return {
         "metrics": results,
         "baseline": report_baseline,

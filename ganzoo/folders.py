@@ -44,6 +44,18 @@ def read_metadata(root: Path) -> dict[str, str]:
     return table
 
 
+def metadata_column(root: Path, column: str) -> dict[str, str]:
+    """{file: value} of one metadata.csv column (e.g. a patient or original-image column, to group a split)."""
+    path = root / METADATA_FILE
+    if not path.is_file():
+        raise DataError(f"--group-by {column} needs a {METADATA_FILE} in {root}")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if column not in (reader.fieldnames or []):
+            raise DataError(f"{path} has no column {column!r}; it has: {', '.join(reader.fieldnames or [])}")
+        return {row["file"]: row[column] for row in reader if row.get("file")}
+
+
 def labelled_files(root: Path, candidates: Callable[[Path], list[Path]]) -> tuple[list[Path], list[str]]:
     """Files and their labels: from metadata.csv, else `candidates(root)` labelled by their class subfolder."""
     if (root / METADATA_FILE).exists():

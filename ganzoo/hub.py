@@ -58,8 +58,10 @@ def _shareable_config(config: dict[str, Any]) -> dict[str, Any]:
     shared = copy.deepcopy(config)
     if isinstance(shared.get("dataset"), dict):
         shared["dataset"]["path"] = None
+        if isinstance(shared["dataset"].get("split"), dict):
+            shared["dataset"]["split"]["file"] = None  # its sha256 still names the split
     if isinstance(shared.get("training"), dict):
-        for key in ("data", "out", "resume"):
+        for key in ("data", "out", "resume", "split"):
             if key in shared["training"]:
                 shared["training"][key] = None
     shared.pop("components", None)

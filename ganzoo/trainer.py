@@ -43,6 +43,7 @@ from .models import GAN, Normalization, create_gan, get_architecture
 from .paths import default_run_dir, prepare_output_dir
 from .plugins import plugin_versions, provenance
 from .runtime import derived_seed, environment_versions, resolve_device, seed_everything
+from .splits import describe_split, split_file_for, warn_if_training_images
 from .steps import TrainingSteps
 from .train_state import collect_state, restore_state
 from .version import __version__
@@ -99,6 +100,7 @@ class Trainer(TrainingSteps):
         if config.eval_every:
             for metric in get_metrics([config.eval_metric]).values():
                 metric.ready()  # fail now, not after hours of training, if the metric cannot run
+            self.eval_real = self._held_out()
         self._stop_signal: int | None = None
         self.batch_size = min(config.batch_size, len(self.data))
         if self.batch_size < config.batch_size:
@@ -127,11 +129,20 @@ class Trainer(TrainingSteps):
         if self.fast.channels_last:
             self.gan.to(memory_format=torch.channels_last)
 
-    def _load_data(self) -> ImageSet:
+    def _load_data(self, part: str = "train") -> ImageSet:
+        """The train part of the data's split (every image without one); "holdout" for --eval-every."""
         c = self.config
         prep = Preprocessing(resolution=c.res, clahe=c.clahe, clahe_clip=c.clahe_clip, clahe_tile=c.clahe_tile)
-        options = DatasetOptions(path=c.data, label=c.label, max_images=c.images, preprocessing=prep, seed=c.data_seed, window=c.window)
+        options = DatasetOptions(path=c.data, label=c.label, max_images=c.images if part == "train" else None, preprocessing=prep,
+                                 seed=c.data_seed, window=c.window, part=part, split=c.split)
         return load_dataset(c.dataset_name, options)
+
+    def _held_out(self) -> ImageSet:
+        """What --eval-every scores against: the held-out part, else the training images (said so)."""
+        if self.data.part == "train":
+            return self._load_data("holdout")
+        warn_if_training_images(self.data)
+        return self.data
 
     # -- schedule -------------------------------------------------------------------
     @property
@@ -311,7 +322,7 @@ class Trainer(TrainingSteps):
             "loss": c.loss_name,
             "loss_args": self.loss.loss_args(),
             "training": {**c.to_dict(), "batch_size_used": self.batch_size},
-            "dataset": {**self.data.describe(), "label": c.label, "path": c.data},
+            "dataset": {**self.data.describe(), "label": c.label, "path": c.data, "split": describe_split(split_file_for(c.data, c.split))},
             "plugins": plugin_versions(),
             "provided_by": {"architectures": provenance("architectures", c.arch), "losses": provenance("losses", c.loss_name)},
             "versions": environment_versions(),
@@ -355,21 +366,23 @@ class Trainer(TrainingSteps):
         return directory
 
     def evaluate(self, log: Any) -> None:
-        """`eval_metric` against the training images; the best score so far is kept as `best/`."""
+        """`eval_metric` against the held-out images (`_held_out`); the best score so far is kept as `best/`."""
         c = self.config
         name = c.eval_metric
         metric = get_metrics([name])[name]
-        report = evaluate_metrics(self.gan, self.data, metrics=(name,), n=c.eval_n or len(self.data), seed=c.seed, device=self.device)
+        report = evaluate_metrics(self.gan, self.eval_real, metrics=(name,), n=c.eval_n or len(self.data), seed=c.seed, device=self.device)
         result = report["metrics"][name]
         value = float(result["value"])
-        record = {"step": self.step, "epoch": self.step / self.steps_per_epoch, name: value, f"{name}_n_fake": result["n_fake"], f"{name}_n_real": result.get("n_real")}
+        record = {"step": self.step, "epoch": self.step / self.steps_per_epoch, name: value, f"{name}_n_fake": result["n_fake"],
+                  f"{name}_n_real": result.get("n_real"), f"{name}_real": report["real"]}
         log.write(json.dumps(record) + "\n")
         log.flush()
-        logger.info("step %d: %s %.4g (%d generated vs %s real images)", self.step, name, value, result["n_fake"], result.get("n_real", "no"))
+        logger.info("step %d: %s %.4g (%d generated vs %s %s real images)", self.step, name, value, result["n_fake"], result.get("n_real", "no"),
+                    "held-out" if self.eval_real.part == "holdout" else "training")
         better = self.best_score is None or (value < self.best_score if metric.lower_is_better else value > self.best_score)
         if better:
             self.best_score = value
-            scored = {"value": value, "n_fake": result["n_fake"], "n_real": result.get("n_real"), "step": self.step}
+            scored = {"value": value, "n_fake": result["n_fake"], "n_real": result.get("n_real"), "real": report["real"], "step": self.step}
             self.save(self.out / "best", metrics={name: scored})
 
     def trainer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

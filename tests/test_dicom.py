@@ -15,9 +15,8 @@ from typer.testing import CliRunner
 
 import ganzoo.cli
 from dicom_files import PLANTED, chest, make_dicom
-from ganzoo.api import DataError, DatasetOptions, Preprocessing, decode_grayscale, load_dataset, preprocess, registry
+from ganzoo.api import SPLIT_FILE, DataError, DatasetOptions, Preprocessing, decode_grayscale, load_dataset, preprocess, read_split, registry
 from ganzoo_dicom.pixels import TOP, read_dicom
-from ganzoo_dicom.privacy import grouped_split, write_split
 
 
 def test_the_dicom_dataset_is_a_built_in_plugin():
@@ -133,12 +132,18 @@ def test_dataset_skips_with_reasons_and_labels_from_folders_and_csv(tmp_path):
     assert not torch.equal(windowed.images, data.images)
 
 
-def test_grouped_split_keeps_each_patient_on_one_side(tmp_path):
-    data = load_dataset("dicom", opts(dicom_folder(tmp_path / "dcm")))
-    train, test = grouped_split(data, 0.3, seed=1)
-    assert test and train and not {data.groups[i] for i in train} & {data.groups[i] for i in test}
-    text = write_split(tmp_path / "split.csv", data, train, test).read_text()
-    assert text.startswith("file,label,group,split") and data.groups[test[0]] in text
+def test_grouped_split_keeps_each_patient_on_one_side(tmp_path, ganzoo_home):
+    root = dicom_folder(tmp_path / "dcm")
+    output = run_cli(["split", str(root), "--dataset", "dicom", "--holdout", "0.3", "--seed", "1"])
+    assert "held out" in output
+    data = load_dataset("dicom", opts(root))
+    sides = read_split(root / SPLIT_FILE)
+    train = {data.groups[i] for i, f in enumerate(data.files) if sides[f] == "train"}
+    held_out = {data.groups[i] for i, f in enumerate(data.files) if sides[f] == "holdout"}
+    assert train and held_out and not train & held_out
+    text = (root / SPLIT_FILE).read_text()
+    assert not any(group in text for group in train | held_out)  # not even the salted hash is written
+    assert set(load_dataset("dicom", opts(root, part="holdout")).groups) == held_out
 
 
 def run_cli(args: list[str]) -> str:
@@ -151,8 +156,7 @@ def test_train_on_dicom_generate_dicom_train_again_and_nothing_identifying_writt
     root = dicom_folder(tmp_path / "dcm")
     common = ["--res", "64", "--batch-size", "4", "--steps", "2", "--device", "cpu", "--log-every", "1"]
     output = run_cli(["train", "--dataset", "dicom", "--data", str(root), "--label", "pneumonia", "--out", str(tmp_path / "run"), *common])
-    data = load_dataset("dicom", opts(root, label="pneumonia"))
-    write_split(tmp_path / "run" / "split.csv", data, *grouped_split(data, 0.34))
+    output += run_cli(["split", str(root), "--dataset", "dicom", "--out", str(tmp_path / "run" / "split.json"), "--holdout", "0.34"])
     output += run_cli(["generate", str(tmp_path / "run"), "-n", "4", "--out", str(tmp_path / "synthetic"), "--format", "dicom", "--bit-depth", "16"])
 
     made = sorted((tmp_path / "synthetic").glob("*.dcm"))

@@ -1,8 +1,10 @@
 """MedMNIST from its official `.npz` (keys train_/val_/test_images and _labels), never downloaded.
 
 `--data` names the file (`pneumoniamnist_64.npz`) or a folder plus name (`ROOT/pneumoniamnist_64`),
-optionally with `:train` (the default, so a GAN never sees the official test part), `:val`,
-`:test` or `:all`. The official split is kept per image in `ImageSet.splits`. When the
+optionally with `:train`, `:val`, `:test` or `:all`. Without one, the part a caller asks for
+(`DatasetOptions.part`) decides: training reads `train`, held-out scoring the official `test`, and
+anything else `train`, so a GAN never sees the test part by accident. The official split is kept
+per image in `ImageSet.splits`. When the
 `medmnist` package is installed, the file's MD5 is checked against its published table.
 """
 
@@ -21,9 +23,12 @@ PARTS = ("train", "val", "test")
 SOURCE = "https://zenodo.org/records/10519652 (MedMNIST v2/v3, the files NAME.npz and NAME_64/128/224.npz)"
 
 
-def locate(text: str) -> tuple[Path, str]:
+OFFICIAL_PART = {"train": "train", "holdout": "test", "all": "train"}  # DatasetOptions.part -> the file's part
+
+
+def locate(text: str, wanted: str = "all") -> tuple[Path, str]:
     """(the .npz file, the part to load) from `--data`; a missing file is one line saying where to get it."""
-    part = "train"
+    part = OFFICIAL_PART.get(wanted, "train")
     match = re.fullmatch(r"(.+):(train|val|test|all)", text)
     if match:
         text, part = match.group(1), match.group(2)
@@ -69,7 +74,7 @@ def load_medmnist(options: DatasetOptions) -> ImageSet:
     """The chosen part of a MedMNIST file, preprocessed like every dataset."""
     if not options.path:
         raise DataError("dataset 'medmnist' needs a path: --data pneumoniamnist_64.npz")
-    path, part = locate(options.path)
+    path, part = locate(options.path, options.part)
     md5 = file_md5(path)
     expected = expected_md5(path)
     if expected and md5 != expected:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ganzoo import api  # api.* names import torch when the command runs, not at --help
@@ -90,11 +91,12 @@ def evaluate(
     metrics: Annotated[str, typer.Option(help="Comma-separated metrics (ganzoo list metrics).")] = DEFAULT_METRICS,
     n: Annotated[Optional[int], typer.Option("-n", "--n", help="Generated images. (default: as many as real images)")] = None,
     max_real: Annotated[Optional[int], typer.Option(help="Use at most N real images (seeded subset).")] = None,
+    real_part: Annotated[str, typer.Option("--real", help="Which real images: auto (the held-out part of a split, else all, said so), holdout, train (the training images, named as such) or all.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the generated images.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per feature-extraction batch.")] = 64,
     inception_weights: Annotated[Optional[Path], typer.Option(help="Inception weights (.safetensors or torch-fidelity's .pth). (default: $GANZOO_INCEPTION_WEIGHTS, else found or converted)")] = None,
-    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also score real vs real (held-out part of the real images): what a perfect model gets at these counts.")] = False,
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also score real images in place of generated ones (training images vs the held-out ones when there is a split, else two halves of the real images): what a perfect model gets at these counts.")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers, sample counts, feature provenance and versions here.")] = None,
 ) -> None:
     """Score N generated images against real ones: FID, KID, precision/recall (torch-fidelity)."""
@@ -109,14 +111,17 @@ def evaluate(
             metric.ready()  # before loading anything: a missing package or weights fails at once
         path = api.resolve_checkpoint(checkpoint)
         gan = api.load(path, device=api.resolve_device(device))
-        real, options = None, None
+        real = None
         if any(m.needs_real for m in chosen.values()):
-            name, options = api.real_data_options(gan.checkpoint_config, data=data, dataset=dataset, label=label, max_images=max_real)
-            real = api.load_dataset(name, options)
-        report = api.evaluate(gan, real, metrics=names, n=n, seed=seed, device=device, batch_size=batch_size, baseline=baseline)
+            real = api.real_images_for(gan.checkpoint_config, data=data, dataset=dataset, label=label, max_images=max_real, part=real_part)
+            console.print(escape(f"real images: {describe_real(real)}"), highlight=False)
+        training = None
+        if baseline and real is not None and real.part == "holdout" and data is None and dataset is None:
+            training = api.real_images_for(gan.checkpoint_config, label=label, part="train")  # the floor: training images in place of generated ones
+        report = api.evaluate(gan, real, metrics=names, n=n, seed=seed, device=device, batch_size=batch_size, baseline=baseline, baseline_images=training)
     report["checkpoint"] = str(path)
-    if options is not None:
-        report["real"].update({"path": options.path, "label": options.label, "max_images": options.max_images})
+    if real is not None:
+        report["real"].update({"path": real.source, "label": label or gan.checkpoint_config.get("dataset", {}).get("label"), "max_images": max_real})
     summarize_features(report)
     out = Console(width=max(console.width, 120))
     out.print(results_table(report))
@@ -124,6 +129,12 @@ def evaluate(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json_path, dump_json(report))
         console.print(f"wrote {json_path}", highlight=False)
+
+
+def describe_real(real: api.ImageSet) -> str:
+    """'85 held-out images of DATA (fingerprint F)', naming training images as such."""
+    what = {"holdout": "held-out", "train": "training", "all": "(all, training images included)"}.get(real.part, real.part)
+    return f"{len(real)} {what} images of {real.source or real.name} (fingerprint {real.fingerprint})"
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ from ganzoo.api import GanzooError, logger, read_config, real_images_for, resolv
 
 from .common import fmt, load_base, markdown_table, summarize, write_csv, write_json
 from .plots import labelled_row
-from .scores import check_metrics, extras_text, measured_extras, real_vs_real, sample_grid, score_seeds, summarize_metric
+from .scores import check_metrics, extras_text, floor_images, measured_extras, real_reference, real_vs_real, sample_grid, score_seeds, summarize_metric
 from .sweeps import Run, train_run
 
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
@@ -88,7 +88,7 @@ def compare(
         if len(per_train) > 1:
             entry["over_training_seeds"] = {m: summarize([p["metrics"][m]["mean"] for p in per_train]) for m in metrics}
         results[name] = entry
-    baseline = real_vs_real(real, metrics, n or len(real), device, out / "evals")
+    baseline = real_vs_real(real, metrics, n or len(real), device, out / "evals", floor_images(first, real))
     grids = [sample_grid(Path(paths[0]), out / "grids" / f"{name}.png") for name, paths in models.items()]
     labelled_row(out / "samples-side-by-side.png", [cv2.imread(str(g)) for g in grids], list(models))
     report = {
@@ -143,7 +143,7 @@ def compare_markdown(report: Mapping[str, Any]) -> str:
     base = report["baseline_real_vs_real"]
     lines = [
         "# Model comparison", "",
-        f"Real reference: {report['real']['name']} ({report['real']['n']} images, fingerprint {report['real']['fingerprint']}); "
+        real_reference(report["real"]) + " "
         f"{report['n_fake']} generated images per score; {report['gen_seeds']} generation seed(s)"
         + (f", {report['train_seeds']} training seeds" if report["train_seeds"] > 1 else "") + ". Intervals: 95% Student t.",
         "",

@@ -73,9 +73,15 @@ def extras_text(extras: Mapping[str, float]) -> str:
     return ", ".join(f"{k} {fmt(v)}" for k, v in extras.items())
 
 
-def real_vs_real(real: ImageSet, metrics: Sequence[str], n: int, device: str, cache: Path | None = None) -> dict[str, Any]:
-    """The metrics between two disjoint real subsets at the generated count: computed once per real set."""
-    key = config_hash({"real": real.fingerprint, "n_real": len(real), "n": n, "metrics": metric_identity(metrics)})
+def floor_images(config: Mapping[str, Any], real: ImageSet) -> ImageSet | None:
+    """The training images, standing in for generated ones in the floor, when `real` is the held-out part."""
+    return real_images_for(config, part="train") if real.part == "holdout" else None
+
+
+def real_vs_real(real: ImageSet, metrics: Sequence[str], n: int, device: str, cache: Path | None = None, stand_in: ImageSet | None = None) -> dict[str, Any]:
+    """Real images in place of generated ones at the generated count (`real_baseline`): computed once per real set."""
+    key = config_hash({"real": real.fingerprint, "n_real": len(real), "n": n, "metrics": metric_identity(metrics),
+                       "stand_in": stand_in.fingerprint if stand_in is not None else None})
     path = cache / f"baseline-{key}.json" if cache is not None else None
     if path is not None and path.exists():
         return json.loads(path.read_text())
@@ -84,7 +90,7 @@ def real_vs_real(real: ImageSet, metrics: Sequence[str], n: int, device: str, ca
         return {}
     context = MetricContext(resolve_device(device), seed=0)
     out = {name: {**{k: v for k, v in result.items() if k != "n_real_held_out"}, "n_held_out": result.get("n_real_held_out")}
-           for name, result in real_baseline(real, chosen, n, context).items()}
+           for name, result in real_baseline(real, chosen, n, context, stand_in).items()}
     if path is not None:
         write_json(path, out)
     return out
@@ -115,7 +121,7 @@ def evaluate_checkpoint(
     reports = score_seeds(checkpoint, real, metrics, eval_n, eval_seeds, device)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "real": reports[0]["real"],
                               "metrics": {name: summarize_metric(reports, name) for name in metrics},
-                              "baseline": real_vs_real(real, metrics, reports[0]["n_fake"], device, cache)}
+                              "baseline": real_vs_real(real, metrics, reports[0]["n_fake"], device, cache, floor_images(config, real))}
     if cache is not None:
         write_json(cache / f"{key}.json", result)
     return result
@@ -126,3 +132,11 @@ def sample_grid(checkpoint: Path, path: Path, seed: int = 0) -> Path:
     if not path.exists():
         write_grid(path, to_uint8(load(checkpoint).sample(GRID_SAMPLES, seed=seed)), nrow=8)
     return path
+
+
+def real_reference(real: Mapping[str, Any] | None) -> str:
+    """The report line naming the real images every score used: which part, how many, fingerprint."""
+    if not real:
+        return "Real reference: none (no metric needs real images)."
+    part = {"holdout": "held-out", "train": "training", "all": "all (no held-out split: the training images are among them)"}.get(real.get("part", ""), "")
+    return f"Real reference: {real.get('images', real.get('n'))} {part} images of {real['name']} (fingerprint {real['fingerprint']})."

@@ -23,7 +23,7 @@ from ganzoo.api import DEFAULT_EPOCHS, GanzooError, TrainConfig, logger, read_co
 
 from .common import explicit, fmt, load_base, markdown_table, toml_text, train_command, write_csv, write_json
 from .plots import line_plot
-from .scores import check_metrics, evaluate_checkpoint, extras_text, sample_grid
+from .scores import check_metrics, evaluate_checkpoint, extras_text, real_reference, sample_grid
 
 MODES = ("one-at-a-time", "grid")
 
@@ -245,6 +245,7 @@ def sweep_markdown(results: Mapping[str, Any], plots: Mapping[str, list[str]]) -
     first = results["rows"][0]
     counts = ", ".join(f"{m}: {first['metrics'][m]['n_fake']} generated" + (f" vs {first['metrics'][m]['n_real']} real" if first["metrics"][m]["n_real"] else "")
                        for m in metrics)
+    lines += [real_reference(first.get("real")), ""]
     lines += [f"Sample counts: {counts}. " + (f"Values are mean ± std over {k} generation seeds." if k > 1 else
               "One generation seed; ± is the metric's own spread where it has one (KID: over its subsets; FID has none).")
               + (" Measured extras (e.g. precision and recall) follow a metric's value in parentheses."
