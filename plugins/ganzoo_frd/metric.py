@@ -129,7 +129,7 @@ class FRD(Metric):
         fake_features, fake_names = known if known is not None else extract(fake_images, workers)[:2]
         seconds = time.perf_counter() - start
         if fake_names != real_names:
-            raise GanzooError("frd: generated and real images gave different radiomic features (different image sizes?)")
+            raise GanzooError("frd: pyradiomics gave the generated and the real images different sets of features")
         extracted = real_extracted + (0 if known is not None else len(fake_images))
         result = frd_from_features(fake_features, real_features, real_names)
         result["radiomics"] = {
