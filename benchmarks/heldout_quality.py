@@ -78,9 +78,10 @@ def score(fake: torch.Tensor, real: api.ImageSet, metrics: list[str]) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--config", help="a recipe (TOML/YAML) as `ganzoo train --config` reads it; --base adds to it")
+    parser.add_argument("--data")
     parser.add_argument("--label")
-    parser.add_argument("--split", required=True)
+    parser.add_argument("--split")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--base", default="", help="options for every run: 'arch=dcgan;res=64;ema=0.999'")
     parser.add_argument("--set", default="", help="grid of options: 'augment=none,diffaugment'")
@@ -90,11 +91,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(args.out)
-    base = {k: v[0] for k, v in parse_values(args.base).items()}
+    recipe = {k.replace("-", "_"): v for k, v in (api.read_config_file(args.config) if args.config else {}).items() if k not in ("out", "seed")}
+    recipe.update({k: v for k, v in (("data", args.data), ("label", args.label), ("split", args.split)) if v is not None})
+    base = {**recipe, **{k: v[0] for k, v in parse_values(args.base).items()}}
     grid = parse_values(args.set)
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"# heldout_quality: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, CPU")
-    print(f"# data {args.data} label {args.label} split {args.split}; base {base}; grid {grid}; seeds {seeds}", flush=True)
+    print(f"# config {args.config}; base {base}; grid {grid}; seeds {seeds}", flush=True)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     for combo in itertools.product(*grid.values()) if grid else [()]:
         setting = dict(zip(grid, combo))
@@ -102,7 +105,7 @@ def main() -> None:
             name = ",".join(f"{k}={v}" for k, v in setting.items()) + f",seed={seed}"
             if name in results:
                 continue
-            values = {"data": args.data, "label": args.label, "split": args.split, "device": "cpu", **base, **setting, "seed": seed}
+            values = {"device": "cpu", **base, **setting, "seed": seed}
             run = out / "runs" / name.replace("=", "-").replace(",", "_").replace(":", "-")
             start = time.perf_counter()
             checkpoint = api.train(api.TrainConfig.from_dict({**values, "out": str(run), "resume": "auto"}), quiet=True)

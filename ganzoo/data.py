@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from .cache_entries import open_entry, remove_entry
 from .caches import write_entry
+from .clahe import clahe16
 from .console import logger
 from .errors import DataError
 from .imageset import ImageSet
@@ -29,7 +30,7 @@ from .plugins import registry
 from .splits import select_part, split_file_for
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-CACHE_VERSION = 3  # 3: 16-bit PNGs keep their depth through CLAHE and the resize
+CACHE_VERSION = 4  # 3: 16-bit PNGs keep their depth through CLAHE and the resize; 4: 16-bit CLAHE as 8-bit
 IMAGES_FILE = "images.safetensors"
 META_FILE = "dataset.json"
 MAX_PIXELS = 100_000_000  # larger images are refused before decoding (memory)
@@ -135,16 +136,20 @@ def image_pixels(raw: np.ndarray) -> int:
 def preprocess(gray: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """Center-crop to a square, CLAHE (at full size, as the study), resize with INTER_AREA.
 
-    uint8 or uint16 in, the same type out: OpenCV's CLAHE and resize take 16-bit images, so a
-    16-bit source keeps its depth until `reduce_to_uint8`.
+    uint8 or uint16 in, the same type out, so a 16-bit source keeps its depth until
+    `reduce_to_uint8`. 16-bit CLAHE limits contrast as the 8-bit one does (`clahe.clahe16`:
+    OpenCV's own 16-bit CLAHE clips a 65536-bin histogram and is then nearly a no-op).
     """
     h, w = gray.shape
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     image = gray[top : top + side, left : left + side]
     if prep.clahe:
-        clahe = cv2.createCLAHE(clipLimit=prep.clahe_clip, tileGridSize=(prep.clahe_tile, prep.clahe_tile))
-        image = clahe.apply(np.ascontiguousarray(image))
+        if image.dtype == np.uint16:
+            image = clahe16(image, prep.clahe_clip, prep.clahe_tile)
+        else:
+            clahe = cv2.createCLAHE(clipLimit=prep.clahe_clip, tileGridSize=(prep.clahe_tile, prep.clahe_tile))
+            image = clahe.apply(np.ascontiguousarray(image))
     if image.shape[0] != prep.resolution:
         interpolation = cv2.INTER_AREA if image.shape[0] > prep.resolution else cv2.INTER_CUBIC
         image = cv2.resize(image, (prep.resolution, prep.resolution), interpolation=interpolation)

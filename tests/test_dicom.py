@@ -14,8 +14,11 @@ import torch
 from typer.testing import CliRunner
 
 import ganzoo.cli
-from dicom_files import PLANTED, chest, make_dicom
-from ganzoo.api import SPLIT_FILE, DataError, DatasetOptions, Preprocessing, decode_grayscale, load_dataset, preprocess, read_split, registry
+from dicom_files import PLANTED, chest, make_dicom, make_jpeg_dicom
+from ganzoo.api import (
+    SPLIT_FILE, DataError, DatasetOptions, Preprocessing, UnreadableImage, decode_grayscale, load_dataset, preprocess, read_split,
+    reduce_to_uint8, registry,
+)
 from ganzoo_dicom.pixels import TOP, read_dicom
 
 
@@ -80,6 +83,29 @@ def test_16_bit_ramp_survives_load_clahe_resize(tmp_path):
     assert len(np.unique(preprocess(image, Preprocessing(resolution=300, clahe=True)))) > 256
 
 
+@pytest.mark.parametrize(("clip", "tiles", "crop"), [(2.0, 8, 299), (0.0, 8, 299), (4.0, 3, 250)])
+def test_16_bit_clahe_limits_contrast_like_the_8_bit_clahe(cxr_dir, clip, tiles, crop):
+    """OpenCV's CLAHE on uint16 clips a 65536-bin histogram (clip 2 on 37x37 tiles: 1 count per bin),
+    which leaves a x257 copy of an X-ray almost as it was; ganzoo's 16-bit CLAHE matches the 8-bit one."""
+    prep = Preprocessing(resolution=crop, clahe=True, clahe_clip=clip, clahe_tile=tiles)
+    worst, names = 0.0, sorted((cxr_dir / "images").glob("*.png"))[:3]
+    assert len(names) == 3
+    for name in names:
+        image8 = cv2.imread(str(name), cv2.IMREAD_GRAYSCALE)[:crop, :crop]
+        reference = preprocess(image8, prep).astype(int)
+        ours = reduce_to_uint8(preprocess(image8.astype(np.uint16) * 257, prep)).astype(int)
+        assert np.abs(ours - reference).max() <= 1 and np.abs(ours - reference).mean() < 0.3
+        opencv16 = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(image8.astype(np.uint16) * 257)
+        worst = max(worst, np.abs(reduce_to_uint8(opencv16).astype(int) - reference).mean())
+        smooth = np.clip(cv2.GaussianBlur(image8.astype(np.float32) * 257, (0, 0), 1.0), 0, 65535).round().astype(np.uint16)
+        deep = preprocess(smooth, prep)
+        assert len(np.unique(deep)) > 4096  # the depth is kept
+        if clip > 0:  # the limit bounds the mapping's slope, so sub-level detail moves a pixel by < 1 level on average
+            assert np.abs(reduce_to_uint8(deep).astype(int) - preprocess(reduce_to_uint8(smooth), prep)).mean() < 1
+    if clip > 0:
+        assert worst > 5  # what the 65536-bin clip limit did (grey levels)
+
+
 def test_compressed_syntaxes_decode_like_the_uncompressed_file(tmp_path):
     from pydicom.uid import JPEG2000Lossless, RLELossless
 
@@ -94,6 +120,34 @@ def test_compressed_syntaxes_decode_like_the_uncompressed_file(tmp_path):
         assert pydicom.dcmread(target).file_meta.TransferSyntaxUID == syntax
         decoded, _ = read_dicom(target)
         assert np.array_equal(decoded, plain), syntax.name
+
+
+def test_jpeg_baseline_decodes_close_to_the_original_and_without_a_decoder_is_skipped(tmp_path, monkeypatch):
+    """1.2.840.10008.1.2.4.50, lossy: decoded by pylibjpeg-libjpeg alone, within JPEG's error of the
+    uncompressed file; with no decoder the file is skipped with the reason, and decoded once one is back."""
+    from pydicom.pixels.decoders import JPEGBaseline8BitDecoder as decoder
+    from pydicom.uid import JPEGBaseline8Bit
+
+    pixels = cv2.GaussianBlur((chest(2, size=64) >> 4).astype(np.uint8), (0, 0), 1.5)  # smooth, as X-rays are
+    plain, _ = read_dicom(make_dicom(tmp_path / "plain.dcm", pixels.astype(np.uint16), bits_stored=8, window=(128, 256)))
+    folder = tmp_path / "jpeg"
+    folder.mkdir()
+    path = make_jpeg_dicom(folder / "lossy.dcm", pixels, quality=90, window=(128, 256))
+    make_dicom(folder / "other.dcm", chest(3), bits_stored=12, window=(2048, 4096))
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    only_libjpeg = {"pylibjpeg": decoder._available["pylibjpeg"]}
+    monkeypatch.setattr(decoder, "_available", only_libjpeg)
+    decoded, _ = read_dicom(path)
+    levels = np.abs(decoded.astype(float) - plain.astype(float)) / 257  # in 8-bit grey levels
+    assert decoded.shape == (64, 64) and levels.mean() < 1.5 and levels.max() <= 8  # measured: 0.47 and 4
+    assert np.abs(decoded.astype(float) - np.roll(plain, 6, axis=1)).mean() / 257 > 10  # a 6-pixel shift is far (21)
+    monkeypatch.setattr(decoder, "_available", {})
+    with pytest.raises(UnreadableImage, match=r"JPEG Baseline \(Process 1\) cannot be decoded .*pip install ganzoo\[dicom\]"):
+        read_dicom(path)
+    without = load_dataset("dicom", opts(folder))
+    assert without.files == ["other.dcm"] and "JPEG Baseline (Process 1) cannot be decoded" in without.skipped_files["lossy.dcm"]
+    monkeypatch.setattr(decoder, "_available", only_libjpeg)
+    assert sorted(load_dataset("dicom", opts(folder)).files) == ["lossy.dcm", "other.dcm"]  # not the cached skip
 
 
 def dicom_folder(root: Path) -> Path:

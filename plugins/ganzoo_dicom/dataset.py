@@ -36,7 +36,7 @@ from ganzoo.api import (
     store_cached,
 )
 
-from .pixels import parse_window, read_dicom
+from .pixels import decoder_plugins, parse_window, read_dicom
 from .privacy import patient_group, salt, salt_digest
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", "")  # hospital exports often have no extension
@@ -63,7 +63,7 @@ def load_dicom(options: DatasetOptions) -> ImageSet:
         raise DataError(f"no DICOM files (.dcm, .dicom, .dic or no extension) in {root}")
     order = file_order(len(files), options.seed, options.max_images)
     digests = file_digests(root, files)
-    key = cache_key({"dicom": digests, "order": order, "max": options.max_images, "prep": asdict(options.preprocessing), "window": window, "salt": salt_digest()})
+    key = cache_key({"dicom": digests, "order": order, "max": options.max_images, "prep": asdict(options.preprocessing), "window": window, "salt": salt_digest(), "decoders": decoder_plugins()})
     cached = load_cached(key)
     if cached is not None:
         replay_skipped(cached, root)

@@ -34,6 +34,23 @@ def parse_window(text: str | None) -> tuple[float, float] | str | None:
     return center, width
 
 
+def decoder_plugins() -> dict[str, list[str]]:
+    """pydicom's version and its usable decoders per compressed transfer syntax. Part of the dataset
+    cache key: a file skipped for want of a decoder is decoded once one is installed."""
+    import pydicom
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import AllTransferSyntaxes
+
+    found: dict[str, list[str]] = {"pydicom": [pydicom.__version__]}
+    for uid in AllTransferSyntaxes:
+        if uid.is_compressed:
+            try:
+                found[str(uid)] = sorted(get_decoder(uid).available_plugins)
+            except NotImplementedError:  # pydicom has no decoder for it at all (video, JPIP)
+                continue
+    return found
+
+
 def read_dicom(path: Path, window: tuple[float, float] | str | None = None) -> tuple[np.ndarray, "object"]:
     """(uint16 image spanning 0..65535, the dataset) or UnreadableImage saying why not."""
     import pydicom
