@@ -80,6 +80,7 @@ class TrainConfig:
     noise_factor: float = option(0.0, "The study's extra f*randn added to z.", (lambda v: 0 <= v and _finite(v), ">= 0"))
     augment: str | None = option(None, "Discriminator augmentation, e.g. diffaugment:color,translation,cutout.")
     ema: float | None = option(None, "EMA of the generator with this decay (e.g. 0.999), used for sampling.", (lambda v: 0 < v < 1, "in (0, 1), e.g. 0.999"))
+    ema_start: int = option(1000, "EMA start: before generator step N the EMA copies the live generator (an average lags a GAN still improving fast); 0: average from the first step.", (lambda v: 0 <= v <= 10**12, ">= 0"))
     ema_warmup: int = option(10, "EMA warm-up: update t uses decay min(--ema, (1+t)/(N+t)); 1: a constant decay.", (lambda v: 1 <= v <= 10**9, ">= 1"))
     normalize: str = option("none", "none (scale to [-1, 1]) or torch (Normalize with the data's mean/std).", (lambda v: v in NORMALIZATIONS, "one of " + ", ".join(NORMALIZATIONS)))
     clahe: bool = option(True, "CLAHE equalisation, as in the study.")

@@ -29,6 +29,7 @@ def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
     check_plugins(recorded)
     saved = recorded["training"]
     saved.pop("batch_size_used", None)
+    saved.setdefault("ema_start", 0)  # runs saved before --ema-start existed averaged from the first step
     values = config.to_dict()
     if config.given is None:
         defaults = TrainConfig().to_dict()

@@ -198,9 +198,9 @@ class Trainer(TrainingSteps):
         update_ema(self.gan.generator_ema, self.gan.generator, self._ema_weight)
 
     def set_ema_decay(self) -> None:
-        """The warmed-up decay of the coming step's EMA update: min(ema, (1 + t) / (ema_warmup + t))."""
+        """The coming step's EMA decay: 0 before ema_start, then min(ema, (1 + t) / (ema_warmup + t)) counted from it."""
         if self.config.ema:
-            self._ema_weight.fill_(1.0 - ema_decay(self.config.ema, self.config.ema_warmup, self.step))
+            self._ema_weight.fill_(1.0 - ema_decay(self.config.ema, self.config.ema_warmup, self.step, self.config.ema_start))
 
     def fit(self, on_progress: Callable[[dict[str, Any]], None] | None = None, quiet: bool = False) -> Path:
         """Train to `total_steps`, logging, sampling and checkpointing; returns the last checkpoint.

@@ -18,6 +18,7 @@ from ganzoo.checkpoint import load_gan
 from ganzoo.config import TrainConfig
 from ganzoo.ema import ema_decay
 from ganzoo.errors import GanzooError
+from ganzoo.runs import train
 from ganzoo.trainer import Trainer
 from tiny import tiny_config
 
@@ -25,7 +26,8 @@ DECAY = 0.9
 
 
 def tiny(tmp_path: Path, **kwargs: object) -> TrainConfig:
-    return tiny_config(tmp_path, **{"images": 4, "batch_size": 2, "steps": 3, **kwargs})
+    """These tests check the averaging itself, so it starts at the first step (--ema-start 0)."""
+    return tiny_config(tmp_path, **{"images": 4, "batch_size": 2, "steps": 3, "ema_start": 0, **kwargs})
 
 
 def test_off_by_default(tmp_path: Path) -> None:
@@ -82,6 +84,35 @@ def test_a_short_run_ema_is_not_the_initial_generator(tmp_path: Path) -> None:
     with torch.no_grad():
         samples = {name: net.eval()(z) for name, net in (("ema", ema), ("live", live), ("initial", initial))}
     assert (samples["ema"] - samples["live"]).abs().mean() < (samples["ema"] - samples["initial"]).abs().mean()
+
+
+def test_before_ema_start_the_ema_is_the_live_generator_then_it_averages(tmp_path: Path) -> None:
+    """A run shorter than --ema-start samples exactly what its live generator samples; after the
+    start the EMA lags the live weights with the warmed-up decay counted from the start."""
+    assert TrainConfig().ema_start == 1000
+    assert ema_decay(0.999, 10, 1999, start=1000) == pytest.approx(1000 / 1009) and ema_decay(0.999, 10, 999, start=1000) == 0.0
+    trainer = Trainer(tiny(tmp_path, ema=0.999, ema_start=2, steps=4, lr=1e-3))
+    ema, live = trainer.gan.generator_ema, trainer.gan.generator
+    for step in range(4):
+        trainer.training_step()
+        same = all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), live.state_dict().values()))
+        assert same == (step < 2), f"after step {step + 1}"
+    short = Trainer(tiny(tmp_path / "short", ema=0.999, ema_start=1000, steps=3))
+    for _ in range(3):
+        short.training_step()
+    live_only = copy.deepcopy(short.gan)
+    live_only.generator_ema = None
+    assert torch.equal(short.gan.sample(4, seed=0), live_only.sample(4, seed=0))
+
+
+def test_a_run_saved_before_ema_start_existed_resumes_averaging_from_the_first_step(tmp_path: Path) -> None:
+    checkpoint = train(tiny(tmp_path, ema=DECAY, steps=1), quiet=True)
+    config_file = checkpoint / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["training"]["ema_start"]
+    config_file.write_text(json.dumps(config))
+    resumed = train(TrainConfig.from_dict({"resume": str(tmp_path), "steps": 2, "device": "cpu"}), quiet=True)
+    assert json.loads((resumed / "config.json").read_text())["training"]["ema_start"] == 0
 
 
 def test_saved_next_to_the_generator_recorded_and_used_for_sampling(tmp_path: Path) -> None:
