@@ -165,6 +165,25 @@ def test_executor_options_are_checked_by_name_and_type() -> None:
         minutes("soon")
 
 
+def test_slurm_flags_reach_the_job_arrays_sbatch_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "bin"  # submitit looks for srun before it builds a SLURM executor
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "srun").chmod(0o755)
+    (fake / "sbatch").write_bytes((fake / "srun").read_bytes())
+    (fake / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    executor = build_executor("submitit", slurm_partition="gpu", slurm_time="1:30:00", slurm_gpus_per_task=1, slurm_array_parallelism=8,
+                              slurm_setup=["module load cuda/12.4", "source env/bin/activate"], slurm_sbatch=["account=lab", "qos=high"])
+    slurm = executor.submitit_executor(tmp_path / "logs")._executor
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    script = _make_sbatch_string(command="python -u -m submitit.core._submit DIR", folder=tmp_path / "logs" / "%j", map_count=20, **slurm.parameters)
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=90", "#SBATCH --gpus-per-task=1", "#SBATCH --array=0-19%8", "#SBATCH --account=lab",
+                 "#SBATCH --qos=high", "#SBATCH --signal=USR2@90", "#SBATCH --job-name=ganzoo", "module load cuda/12.4\nsource env/bin/activate"):
+        assert line in script, line
+
+
 def test_cli_flags_reach_their_executor_and_a_wrong_one_is_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
     app = ganzoo.cli.build_app()
@@ -205,13 +224,21 @@ def steps_logged(run: Path) -> list[int]:
     return [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines() if "images_per_s" in line]
 
 
-def test_submitit_local_job_preempted_by_sigterm_is_requeued_and_ends_like_an_uninterrupted_run(tmp_path: Path, uninterrupted: Path) -> None:
+def job_process(controller: int) -> int:
+    """The process running a submitit local job: the child of its controller (Linux /proc)."""
+    children = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_submitit_local_job_preempted_is_requeued_and_ends_like_an_uninterrupted_run(tmp_path: Path, uninterrupted: Path) -> None:
     task = TrainTask("long", {**LONG, "out": str(tmp_path / "run")})
     executor = SubmititExecutor(slurm_cluster="local", slurm_time="10")
 
     def preempt() -> None:
         wait_for_step(task.out, 2)
-        next(iter(executor.jobs.values()))._process.send_signal(signal.SIGTERM)  # the job's controller passes it on, as SLURM does
+        # What SLURM sends a job on preemption (preempt_send_user_signal) and before its time limit.
+        os.kill(job_process(next(iter(executor.jobs.values()))._process.pid), signal.SIGUSR2)
 
     thread = threading.Thread(target=preempt, daemon=True)
     thread.start()
@@ -219,9 +246,21 @@ def test_submitit_local_job_preempted_by_sigterm_is_requeued_and_ends_like_an_un
     thread.join(timeout=1)
     assert result.ok, result.error
     log = Path(result.log).read_text() + Path(result.log).with_suffix(".err").read_text()
-    assert "stopped by SIGTERM, checkpoint saved; requeueing" in log and "resumed from" in log
+    assert "stopped by SIGUSR2, checkpoint saved; requeueing" in log and "Requeued job" in log and "resumed from" in log
     assert steps_logged(task.out) == list(range(1, 13))  # no step trained twice or skipped
     assert same_weights(result.checkpoint, uninterrupted)
+
+
+def test_submitit_job_ends_on_sigterm_with_its_checkpoint_saved(tmp_path: Path) -> None:
+    """SIGTERM (scancel, or a preemption SLURM requeues itself): save, end the job, no requeue."""
+    task = TrainTask("long", {**LONG, "out": str(tmp_path / "run")})
+    thread = threading.Thread(target=lambda: (wait_for_step(task.out, 2), os.kill(os.getpid(), signal.SIGTERM)), daemon=True)
+    thread.start()
+    result = SubmititExecutor(slurm_cluster="debug").run([task], tmp_path / "logs")["long"]
+    thread.join(timeout=60)
+    assert not result.ok and "stopped by SIGTERM" in result.error
+    step = int(os.readlink(task.out / "last").split("-")[-1])
+    assert 2 <= step < 12 and steps_logged(task.out)[-1] == step
 
 
 def test_submitit_debug_job_stopped_by_sigusr1_resumes_in_place(tmp_path: Path, uninterrupted: Path) -> None:

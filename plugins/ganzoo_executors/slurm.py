@@ -47,7 +47,7 @@ class SubmititExecutor(Executor):
 
     def __init__(self, slurm_partition: str | None = None, slurm_time: str = "60", slurm_gpus_per_task: int | None = None,
                  slurm_cpus_per_task: int | None = None, slurm_array_parallelism: int = 256, slurm_setup: list[str] | None = None,
-                 slurm_max_requeues: int = 3, slurm_cluster: str | None = None) -> None:
+                 slurm_max_requeues: int = 3, slurm_cluster: str | None = None, slurm_sbatch: list[str] | None = None) -> None:
         if slurm_cluster is not None and slurm_cluster not in CLUSTERS:
             raise GanzooError(f"slurm_cluster must be one of {', '.join(CLUSTERS)}, got {slurm_cluster!r}")
         for name, value in (("--slurm-gpus-per-task", slurm_gpus_per_task), ("--slurm-cpus-per-task", slurm_cpus_per_task)):
@@ -59,6 +59,12 @@ class SubmititExecutor(Executor):
             raise GanzooError("no SLURM here (sbatch not found): run this on a SLURM login node, or pass "
                               "--executor-arg slurm_cluster=local to run the jobs as local processes")
         self.timeout_min = minutes(slurm_time)
+        self.sbatch = {}  # any other sbatch option, e.g. account=lab or qos=high
+        for item in slurm_sbatch or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise GanzooError(f"slurm_sbatch takes sbatch options as KEY=VALUE (e.g. account=lab), got {item!r}")
+            self.sbatch[key.strip().lstrip("-").replace("-", "_")] = value
         self.partition, self.gpus, self.cpus = slurm_partition, slurm_gpus_per_task, slurm_cpus_per_task
         self.array_parallelism, self.setup, self.max_requeues, self.cluster = slurm_array_parallelism, list(slurm_setup or []), slurm_max_requeues, slurm_cluster
 
@@ -72,21 +78,28 @@ class SubmititExecutor(Executor):
             params["slurm_gpus_per_task"] = self.gpus
         if self.cpus is not None:
             params["cpus_per_task"] = self.cpus
+        if self.sbatch:
+            params["slurm_additional_parameters"] = self.sbatch
         if self.setup:
             params["slurm_setup"] = self.setup
             if self.cluster == "local":
                 params["local_setup"] = self.setup
         return params
 
-    def run(self, tasks: Sequence[TrainTask], logs: Path) -> dict[str, TaskResult]:
+    def submitit_executor(self, folder: Path) -> Any:
+        """submitit's AutoExecutor for this cluster with these parameters, writing to `folder`."""
         try:
             import submitit
         except ImportError:
             raise GanzooError(f"--executor submitit needs submitit: {INSTALL}") from None
+        executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster or "slurm", slurm_max_num_timeout=self.max_requeues)
+        executor.update_parameters(**self.parameters())
+        return executor
+
+    def run(self, tasks: Sequence[TrainTask], logs: Path) -> dict[str, TaskResult]:
+        executor = self.submitit_executor(logs / "submitit")
         from .slurm_job import TrainingJob
 
-        executor = submitit.AutoExecutor(folder=logs / "submitit" / "%j", cluster=self.cluster or "slurm", slurm_max_num_timeout=self.max_requeues)
-        executor.update_parameters(**self.parameters())
         # Off a cluster the jobs run on this machine: the caller's thread count gives the caller's floats.
         threads = torch.get_num_threads() if executor.cluster in ("local", "debug") else None
         jobs = self.jobs = dict(zip([t.name for t in tasks], executor.map_array(TrainingJob(threads), list(tasks))))

@@ -1,12 +1,17 @@
 """One training as a submitit job, safe under preemption and time limits.
 
-SLURM preempts with SIGTERM and submitit asks for a time-limit checkpoint with SIGUSR2
-(SUBMITIT_PREEMPT_SIGNAL); sites often use SIGUSR1. On any of them the trainer finishes its
-current step and saves a checkpoint, then submitit's handler calls `checkpoint()`, which
-returns the same job (a DelayedSubmission), requeues it and exits; the requeued job
-continues that run directory (`--resume auto`), so the final weights are the ones an
-uninterrupted run gets. Without a scheduler to requeue with (submitit's debug executor),
-the run resumes in place.
+submitit asks for a checkpoint with SIGUSR2 (SUBMITIT_PREEMPT_SIGNAL) before the time limit
+and, where the cluster sends user signals on preemption, when the job is preempted; sites
+often use SIGUSR1. On either the trainer finishes its current step and saves a checkpoint,
+then submitit's handler calls `checkpoint()`, which returns the same job (a
+DelayedSubmission), requeues it and exits; the requeued job continues that run directory
+(`--resume auto`), so the final weights are the ones an uninterrupted run gets. Without a
+scheduler to requeue with (submitit's debug executor) the run resumes in place.
+
+SIGTERM (a preemption without user signal, `scancel`, the end of the grace time) saves the
+checkpoint and ends the job without requeueing it: SLURM requeues a preempted job itself
+when its PreemptMode says so, and a cancelled job stays cancelled. Either way the same
+command continues the run from that checkpoint.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ def requeue_signal() -> int:
     return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
 
 
-def stop_signals() -> set[int]:
-    return {signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, requeue_signal()}
+def requeue_signals() -> set[int]:
+    return {signal.SIGUSR1, signal.SIGUSR2, requeue_signal()}
 
 
 class _Stop:
@@ -65,15 +70,15 @@ class TrainingJob(submitit.helpers.Checkpointable):
         requeue = requeue if getattr(requeue, "__name__", "") == "checkpoint_and_try_requeue" else None
         stop = _Stop()
         main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
-        previous = {sig: signal.signal(sig, stop.request) for sig in stop_signals()} if main else {}
+        previous = {sig: signal.signal(sig, stop.request) for sig in requeue_signals() | {signal.SIGTERM}} if main else {}
         try:
             while True:
                 try:
                     return execute(lambda: run_task(task, threads=self.threads, on_progress=stop.forward))
                 except TrainingInterrupted as interrupted:
                     signum = stop.signum or interrupted.exit_code - 128
-                    if signum not in stop_signals():
-                        return {"error": str(interrupted)}  # SIGINT: stopped on purpose, not preempted
+                    if signum not in requeue_signals():
+                        return {"error": str(interrupted)}  # SIGTERM or SIGINT: the job ends, its checkpoint saved
                     logger.warning("%s: stopped by %s, checkpoint saved; %s", task.name, signal.Signals(signum).name,
                                    "requeueing" if requeue else "no scheduler to requeue with: resuming here")
                     if requeue is not None:

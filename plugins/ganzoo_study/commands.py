@@ -32,7 +32,7 @@ SlurmArray = Annotated[Optional[int], typer.Option(help="submitit: jobs of the a
 SlurmSetup = Annotated[Optional[list[str]], typer.Option(help="submitit: shell line run before each job, e.g. 'module load cuda' (repeatable).")]
 RayAddress = Annotated[Optional[str], typer.Option(help="ray: address of a Ray cluster to join. (default: start Ray on this machine)")]
 RayGpus = Annotated[Optional[float], typer.Option(help="ray: GPU share per run, e.g. 0.25 puts four runs on a GPU. (default: 0)")]
-ExecutorArg = Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE: any other option of the executor, e.g. slurm_cluster=local (repeatable).")]
+ExecutorArg = Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE: any other option of the executor, e.g. slurm_cluster=local or slurm_sbatch=account=lab (repeatable; a key given twice is a list).")]
 
 
 EXECUTOR_FLAGS = ("parallel", "gpus", "slurm_partition", "slurm_time", "slurm_gpus_per_task", "slurm_array_parallelism", "slurm_setup",
@@ -46,7 +46,11 @@ def _executor_options(given: dict[str, Any]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise GanzooError(f"--executor-arg must be KEY=VALUE, got {item!r}")
-        options[key.strip().replace("-", "_")] = value
+        name = key.strip().replace("-", "_")
+        if name in options:  # given twice: a list (what slurm_setup and slurm_sbatch take)
+            earlier = options[name]
+            value = [*(earlier if isinstance(earlier, list) else [earlier]), value]
+        options[name] = value
     return options
 
 
