@@ -88,6 +88,7 @@ def main() -> None:
     device = resolve_device(args.device)
     ks = [int(k) for k in args.k.split(",")]
     rows = []
+    load_before = round(os.getloadavg()[0], 1)  # other processes on a shared machine change every number
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("GANZOO_HOME", str(Path(tmp) / "home"))
         for model in args.models.split(","):
@@ -104,7 +105,8 @@ def main() -> None:
                       f"RSS {concurrent['peak_rss_mb_per_run']:.0f} MB" + (f", CUDA {concurrent['peak_cuda_mb_per_run']:.0f} MB" if concurrent["peak_cuda_mb_per_run"] else ""),
                       flush=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    how = {"device": f"{device} ({name})", "cpu_cores": os.cpu_count(), "torch": torch.__version__, "k": ks, "steps": args.steps,
+    how = {"device": f"{device} ({name})", "cpu_cores": os.cpu_count(), "load_average_before": load_before,
+           "load_average_after": round(os.getloadavg()[0], 1), "torch": torch.__version__, "k": ks, "steps": args.steps,
            "batch_size": args.batch_size, "images": args.images,
            "each run": "its own worker process (ganzoo_executors.worker); sequential: one at a time, parallel: K at once"}
     print("how it was run: " + "; ".join(f"{k}={v}" for k, v in how.items()))
