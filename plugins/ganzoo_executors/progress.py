@@ -61,7 +61,7 @@ class RunsView:
 
     def __enter__(self) -> RunsView:
         self.bar.__enter__()
-        self.ids = {name: self.bar.add_task(name, total=None, status="waiting") for name in self.tasks}
+        self.ids = {name: self.bar.add_task(name, total=None, start=False, status="waiting") for name in self.tasks}
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
@@ -69,6 +69,7 @@ class RunsView:
 
     def started(self, name: str, where: str = "") -> None:
         self.running.add(name)
+        self.bar.start_task(self.ids[name])  # its clock starts now, not while it waited
         self.bar.update(self.ids[name], status=f"running{' on ' + where if where else ''}")
         logger.info("started %s%s", name, f" on {where}" if where else "")
 

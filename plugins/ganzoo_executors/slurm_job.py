@@ -63,8 +63,12 @@ class TrainingJob(submitit.helpers.Checkpointable):
         self.threads = threads
 
     def __call__(self, task: TrainTask) -> dict[str, Any]:
-        if not logger.handlers and not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+        handler, level = None, logger.level
+        if not logger.handlers:  # ganzoo's lines into the job's log (submitit's logger has its own handler)
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
         # Inside a submitit job this is its SignalHandler.checkpoint_and_try_requeue.
         requeue = signal.getsignal(requeue_signal())
         requeue = requeue if getattr(requeue, "__name__", "") == "checkpoint_and_try_requeue" else None
@@ -82,15 +86,18 @@ class TrainingJob(submitit.helpers.Checkpointable):
                     logger.warning("%s: stopped by %s, checkpoint saved; %s", task.name, signal.Signals(signum).name,
                                    "requeueing" if requeue else "no scheduler to requeue with: resuming here")
                     if requeue is not None:
-                        for sig, handler in previous.items():
-                            signal.signal(sig, handler)
+                        for sig, previous_handler in previous.items():
+                            signal.signal(sig, previous_handler)
                         requeue(signum, None)  # calls self.checkpoint(task), requeues the job and exits
                     stop = _Stop()
                     for sig in previous:
                         signal.signal(sig, stop.request)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            for sig, previous_handler in previous.items():
+                signal.signal(sig, previous_handler)
+            if handler is not None:
+                logger.removeHandler(handler)
+                logger.setLevel(level)
 
     def checkpoint(self, task: TrainTask) -> submitit.helpers.DelayedSubmission:
         """The trainer saved its checkpoint already: requeue this same job, which resumes it."""

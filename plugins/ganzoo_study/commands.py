@@ -49,8 +49,9 @@ def _executor_options(given: dict[str, Any]) -> dict[str, Any]:
         name = key.strip().replace("-", "_")
         if name in options:  # given twice: a list (what slurm_setup and slurm_sbatch take)
             earlier = options[name]
-            value = [*(earlier if isinstance(earlier, list) else [earlier]), value]
-        options[name] = value
+            options[name] = [*(earlier if isinstance(earlier, list) else [earlier]), value]
+        else:
+            options[name] = value
     return options
 
 
