@@ -23,6 +23,7 @@ import ganzoo.cli
 from ganzoo.api import Executor, GanzooError, TaskResult, TrainTask, build_executor
 from ganzoo_executors.slurm import SubmititExecutor, minutes
 from ganzoo_study import compare, sweep
+from ganzoo_study.commands import EXECUTOR_FLAGS, _executor_options
 
 TINY = {"arch": "dcgan", "steps": 2, "batch_size": 8, "images": 16, "log_every": 1, "device": "cpu"}
 VARY = {"noise_factor": [0.0, 0.1]}
@@ -159,6 +160,8 @@ def test_executor_options_are_checked_by_name_and_type() -> None:
         build_executor("local", parallel=0)
     with pytest.raises(GanzooError, match="unknown executor 'slurm'; known: local, ray, submitit"):
         build_executor("slurm")
+    given = {flag: None for flag in EXECUTOR_FLAGS} | {"parallel": 2, "executor_arg": ["threads=1", "slurm_sbatch=account=lab", "slurm_sbatch=qos=high"]}
+    assert _executor_options(given) == {"parallel": 2, "threads": "1", "slurm_sbatch": ["account=lab", "qos=high"]}  # a key given twice: a list
     assert [minutes(t) for t in ("90", "30:30", "1:00:00", "2-0", "0:00:20")] == [90, 30, 60, 2880, 1]
     with pytest.raises(GanzooError, match="--slurm-time must be"):
         minutes("soon")
