@@ -11,7 +11,8 @@ may change. Grouped by what a plugin adds:
 - a metric or feature space: `Metric`, `FeatureExtractor`, `MetricContext`, `evaluate`
 - a hub backend: `HubBackend`, `ModelVersion`, `write_manifest`, `file_entries`, `MANIFEST_FILE`, `MAX_MANIFEST_BYTES`
 - hub commands: `hub_push`, `hub_pull`, `hub_show`, `hub_list_models`, `get_hub`
-- a command: `load`, `train`, `TrainConfig`, checkpoints, images, paths and runtime helpers
+- an executor (runs a study's trainings): `Executor`, `TrainTask`, `TaskResult`, `run_task`
+- a command: `load`, `train`, `TrainConfig`, `build_executor`, checkpoints, images, paths and runtime helpers
 
 Names are imported on first use (`EXPORTS`), so importing this module costs nothing: keep a
 plugin's hook module free of torch and `ganzoo --help` stays fast.
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # the names for readers and type checkers; at run time `__get
         cache_key,
     )
     from .distributed import draw_per_sample, per_sample_rand
+    from .executors import Executor, TaskResult, TrainTask, build_executor, run_task
     from .folders import METADATA_FILE, file_digests, file_order, labelled_files, read_metadata, replay_skipped, select_label
     from .errors import CheckpointError, DataError, GanzooError, TrainingDiverged, TrainingInterrupted
     from .evaluation import (
@@ -123,6 +125,11 @@ EXPORTS: dict[str, str] = {
     "cache_key": "data:cache_key",
     "per_sample_rand": "distributed:per_sample_rand",
     "draw_per_sample": "distributed:draw_per_sample",
+    "Executor": "executors:Executor",
+    "TaskResult": "executors:TaskResult",
+    "TrainTask": "executors:TrainTask",
+    "build_executor": "executors:build_executor",
+    "run_task": "executors:run_task",
     "METADATA_FILE": "folders:METADATA_FILE",
     "file_digests": "folders:file_digests",
     "file_order": "folders:file_order",

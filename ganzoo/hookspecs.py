@@ -55,5 +55,10 @@ def ganzoo_register_hubs(register: Register) -> None:
 
 
 @hookspec
+def ganzoo_register_executors(register: Register) -> None:
+    """Register executors that run a study's trainings: `register(name, Executor subclass)`."""
+
+
+@hookspec
 def ganzoo_register_commands(app: typer.Typer) -> None:
     """Add CLI commands to `app`, a `typer.Typer` (use `@app.command()`)."""

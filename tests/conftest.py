@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -107,3 +108,21 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GANZOO_HOME", str(tmp_path_factory.mktemp("train_home")))
         return ganzoo.train({"arch": "dcgan", "images": 32, "steps": 1, "batch_size": 16, "out": str(tmp_path_factory.mktemp("run"))})
+
+
+@pytest.fixture(scope="module")
+def executors_plugin() -> Iterator[None]:
+    """The built-in executors (`local` trains sweep's and compare's runs), registered in-process
+    for a module when this checkout's `executors` entry point is not installed yet."""
+    from ganzoo.plugins import register_plugin, registry, unregister_plugin
+
+    if "local" in registry("executors"):
+        yield
+        return
+    import ganzoo_executors
+
+    register_plugin(ganzoo_executors, name="executors")
+    try:
+        yield
+    finally:
+        unregister_plugin("executors")

@@ -42,3 +42,16 @@ def test_profile_step_prints_the_time_per_step_and_the_op_table():
     assert done.returncode == 0, done.stderr
     assert "== wgan-gp-64 fp32 batch 2 on cpu: graphed nan ms/step, eager" in done.stdout
     assert "aten::" in done.stdout and "Self CPU time total" in done.stdout
+
+
+def test_parallel_throughput_times_the_same_runs_both_ways(tmp_path):
+    out = tmp_path / "parallel.json"
+    cmd = [sys.executable, str(BENCH.parent / "parallel_throughput.py"), "--models", "dcgan-64", "--k", "1", "--steps", "1",
+           "--batch-size", "4", "--images", "8", "--device", "cpu", "--json", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "how it was run:" in done.stdout and "best K=1" in done.stdout
+    (row,) = json.loads(out.read_text())["rows"]
+    for side in ("sequential", "parallel"):
+        assert row[side]["images"] == 4 and row[side]["aggregate_images_per_s"] > 0 and row[side]["peak_rss_mb_per_run"] > 0
+    assert row["speedup"] == round(row["parallel"]["aggregate_images_per_s"] / row["sequential"]["aggregate_images_per_s"], 2)

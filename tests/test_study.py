@@ -30,6 +30,7 @@ from ganzoo_study.rebalance import inside_name
 from ganzoo_study.sweeps import plan
 
 TINY = {"arch": "dcgan", "steps": 1, "batch_size": 8, "images": 16}
+pytestmark = pytest.mark.usefixtures("executors_plugin")  # the `local` executor trains the runs
 
 
 @pytest.fixture
@@ -73,13 +74,13 @@ def test_sweep_writes_artefacts_and_resumes(tmp_path: Path, weights: Path, monke
     report = (out / "report.md").read_text()
     assert "ganzoo sweep" in report and report.count("ganzoo train") == 4
 
-    def no_training(config: object) -> None:
+    def no_training(config: object, **kwargs: object) -> None:
         raise AssertionError("a finished run was trained again")
 
     def no_evaluation(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished evaluation was redone")
 
-    monkeypatch.setattr("ganzoo_study.sweeps.train", no_training)
+    monkeypatch.setattr("ganzoo.executors.train", no_training)
     monkeypatch.setattr("ganzoo_study.scores.evaluate", no_evaluation)
     again = sweep(TINY, vary, out, mode="grid", metrics=("kid",), eval_n=4, max_real=8, device="cpu")
     assert [r["metrics"]["kid"]["mean"] for r in again["rows"]] == [r["metrics"]["kid"]["mean"] for r in results["rows"]]
@@ -103,11 +104,11 @@ def test_sweep_trains_the_base_once_and_reports_every_option(tmp_path: Path, mon
     """The base was trained as `noise_factor=0.0`, again as `normalize=none`, and again as the epochs curve."""
     trained: list[dict[str, Any]] = []
 
-    def counting_train(config: dict[str, Any]) -> Path:
+    def counting_train(config: dict[str, Any], **kwargs: Any) -> Path:
         trained.append(config)
-        return ganzoo.api.train(config)
+        return ganzoo.api.train(config, **kwargs)
 
-    monkeypatch.setattr("ganzoo_study.sweeps.train", counting_train)
+    monkeypatch.setattr("ganzoo.executors.train", counting_train)
     ganzoo.api.register_plugin(MeanBrightnessPlugin, name="mean-brightness-test")
     try:
         base = {"arch": "dcgan", "batch_size": 8, "images": 16, "epochs": 1}

@@ -7,7 +7,7 @@ A GanzooError becomes one line on stderr in the CLI's root group.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -19,6 +19,40 @@ def _metrics(text: str) -> list[str]:
     if not names:
         raise GanzooError("--metrics needs at least one name, e.g. fid,kid")
     return names
+
+
+# Where the trainings of sweep and compare run (docs/scaling.md); each flag is an option of one executor.
+Exec = Annotated[str, typer.Option("--executor", help="Where trainings run: local, submitit, ray, or a plugin's (`ganzoo list executors`).")]
+Parallel = Annotated[Optional[int], typer.Option(help="local: trainings at once, each in its own process. (default: 1, one after another here)")]
+Gpus = Annotated[Optional[str], typer.Option(help="local: GPU ids for those processes, e.g. 0,1 (round-robin; several runs may share one).")]
+SlurmPartition = Annotated[Optional[str], typer.Option(help="submitit: SLURM partition.")]
+SlurmTime = Annotated[Optional[str], typer.Option(help="submitit: time limit per job, minutes or [D-]HH:MM:SS; a run that hits it is requeued. (default: 60)")]
+SlurmGpus = Annotated[Optional[int], typer.Option(help="submitit: GPUs per job.")]
+SlurmArray = Annotated[Optional[int], typer.Option(help="submitit: jobs of the array running at once. (default: 256)")]
+SlurmSetup = Annotated[Optional[list[str]], typer.Option(help="submitit: shell line run before each job, e.g. 'module load cuda' (repeatable).")]
+RayAddress = Annotated[Optional[str], typer.Option(help="ray: address of a Ray cluster to join. (default: start Ray on this machine)")]
+RayGpus = Annotated[Optional[float], typer.Option(help="ray: GPU share per run, e.g. 0.25 puts four runs on a GPU. (default: 0)")]
+ExecutorArg = Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE: any other option of the executor, e.g. slurm_cluster=local or slurm_sbatch=account=lab (repeatable; a key given twice is a list).")]
+
+
+EXECUTOR_FLAGS = ("parallel", "gpus", "slurm_partition", "slurm_time", "slurm_gpus_per_task", "slurm_array_parallelism", "slurm_setup",
+                  "ray_address", "ray_gpus_per_run")
+
+
+def _executor_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The executor options in a command's arguments: the flags that were set, then each --executor-arg."""
+    options = {k: given[k] for k in EXECUTOR_FLAGS if given[k] is not None}
+    for item in given["executor_arg"] or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise GanzooError(f"--executor-arg must be KEY=VALUE, got {item!r}")
+        name = key.strip().replace("-", "_")
+        if name in options:  # given twice: a list (what slurm_setup and slurm_sbatch take)
+            earlier = options[name]
+            options[name] = [*(earlier if isinstance(earlier, list) else [earlier]), value]
+        else:
+            options[name] = value
+    return options
 
 
 def _done(out: Path) -> None:
@@ -35,12 +69,24 @@ def sweep(
     eval_seeds: Annotated[int, typer.Option(help="Generation seeds per score (mean +/- std).")] = 1,
     max_real: Annotated[Optional[int], typer.Option(help="Use at most N real images as the reference.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    executor: Exec = "local",
+    parallel: Parallel = None,
+    gpus: Gpus = None,
+    slurm_partition: SlurmPartition = None,
+    slurm_time: SlurmTime = None,
+    slurm_gpus_per_task: SlurmGpus = None,
+    slurm_array_parallelism: SlurmArray = None,
+    slurm_setup: SlurmSetup = None,
+    ray_address: RayAddress = None,
+    ray_gpus_per_run: RayGpus = None,
+    executor_arg: ExecutorArg = None,
 ) -> None:
     """Train one run per setting, score each, and write tables, plots, grids and commands (Tables 1-4)."""
     from .common import parse_vary
     from .sweeps import sweep as run_sweep
 
-    run_sweep(config, parse_vary(vary), out, mode=mode, metrics=_metrics(metrics), eval_n=eval_n, eval_seeds=eval_seeds, max_real=max_real, device=device)
+    run_sweep(config, parse_vary(vary), out, mode=mode, metrics=_metrics(metrics), eval_n=eval_n, eval_seeds=eval_seeds, max_real=max_real, device=device,
+              executor=executor, executor_options=_executor_options(locals()))
     _done(out)
 
 
@@ -56,6 +102,17 @@ def compare(
     max_real: Annotated[Optional[int], typer.Option(help="Use at most N real images.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE applied to every config file (same data and budget).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    executor: Exec = "local",
+    parallel: Parallel = None,
+    gpus: Gpus = None,
+    slurm_partition: SlurmPartition = None,
+    slurm_time: SlurmTime = None,
+    slurm_gpus_per_task: SlurmGpus = None,
+    slurm_array_parallelism: SlurmArray = None,
+    slurm_setup: SlurmSetup = None,
+    ray_address: RayAddress = None,
+    ray_gpus_per_run: RayGpus = None,
+    executor_arg: ExecutorArg = None,
 ) -> None:
     """Score several models with the same real statistics and sample count, with 95% intervals (Table 5)."""
     from .common import parse_value
@@ -68,7 +125,7 @@ def compare(
             raise GanzooError(f"--set must be KEY=VALUE, got {item!r}")
         overrides[key.replace("-", "_")] = parse_value(key, value)
     run_compare(models, out, metrics=_metrics(metrics), n=n, gen_seeds=gen_seeds, train_seeds=train_seeds, data=data, label=label,
-                max_real=max_real, overrides=overrides, device=device)
+                max_real=max_real, overrides=overrides, device=device, executor=executor, executor_options=_executor_options(locals()))
     _done(out)
 
 

@@ -13,12 +13,12 @@ from typing import Any, Mapping, Sequence
 
 import cv2
 
-from ganzoo.api import GanzooError, logger, read_config, real_images_for, resolve_checkpoint
+from ganzoo.api import Executor, GanzooError, logger, read_config, real_images_for, resolve_checkpoint
 
 from .common import fmt, load_base, markdown_table, summarize, write_csv, write_json
 from .plots import labelled_row
 from .scores import check_metrics, extras_text, floor_images, measured_extras, real_reference, real_vs_real, sample_grid, score_seeds, summarize_metric
-from .sweeps import Run, train_run
+from .sweeps import Run, resolve_executor, train_runs
 
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
 
@@ -32,23 +32,29 @@ def _name(item: str, taken: set[str]) -> str:
     return name
 
 
-def resolve_models(items: Sequence[str], out: Path, train_seeds: int = 1, overrides: Mapping[str, Any] | None = None) -> dict[str, list[Path]]:
-    """{model name: [checkpoint per training seed]}: config files are trained (resumably), checkpoints read."""
-    models: dict[str, list[Path]] = {}
+def resolve_models(items: Sequence[str], out: Path, train_seeds: int = 1, overrides: Mapping[str, Any] | None = None,
+                   executor: Executor | None = None) -> dict[str, list[Path]]:
+    """{model name: [checkpoint per training seed]}: config files are trained (resumably, all of them
+    on `executor` at once), checkpoints read."""
+    read: dict[str, list[Path]] = {}
+    seeds: dict[str, list[Run]] = {}
     taken: set[str] = set()
+    names = []
     for item in items:
         name = _name(item, taken)
+        names.append(name)
         if Path(item).suffix in CONFIG_SUFFIXES:
             base = {**load_base(item), **(overrides or {})}
             base.pop("resume", None)
             base.pop("out", None)
             first_seed = int(base.get("seed", 0))
-            models[name] = [train_run(Run(f"{name}-seed{first_seed + s}", {**base, "seed": first_seed + s}), out / "runs") for s in range(train_seeds)]
+            seeds[name] = [Run(f"{name}-seed{first_seed + s}", {**base, "seed": first_seed + s}) for s in range(train_seeds)]
         else:
             if overrides:
                 raise GanzooError(f"{item} is already trained: --set applies only to config files")
-            models[name] = [resolve_checkpoint(item)]
-    return models
+            read[name] = [resolve_checkpoint(item)]
+    trained = train_runs([run for runs in seeds.values() for run in runs], out / "runs", executor) if seeds else {}
+    return {name: read[name] if name in read else [trained[run.name] for run in seeds[name]] for name in names}
 
 
 def compare(
@@ -63,14 +69,20 @@ def compare(
     max_real: int | None = None,
     overrides: Mapping[str, Any] | None = None,
     device: str = "auto",
+    executor: str | Executor = "local",
+    executor_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score each model over `gen_seeds` generation seeds against one real set; writes results and a report to `out`."""
+    """Score each model over `gen_seeds` generation seeds against one real set; writes results and a report to `out`.
+
+    Config files are trained on `executor` (as in `sweep`); every score is computed here afterwards.
+    """
+    runner = resolve_executor(executor, executor_options)
     check_metrics(metrics)
     if len(items) < 1 or gen_seeds < 1 or train_seeds < 1:
         raise GanzooError("compare needs at least one model, gen seeds >= 1 and train seeds >= 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    models = resolve_models(items, out, train_seeds, overrides)
+    models = resolve_models(items, out, train_seeds, overrides, runner)
     configs = {name: read_config(paths[0]) for name, paths in models.items()}
     resolutions = {name: c["model_args"]["resolution"] for name, c in configs.items()}
     if len(set(resolutions.values())) > 1:

@@ -19,7 +19,7 @@ from functools import reduce
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ganzoo.api import DEFAULT_EPOCHS, GanzooError, TrainConfig, logger, read_config, train
+from ganzoo.api import DEFAULT_EPOCHS, Executor, GanzooError, TaskResult, TrainConfig, TrainTask, build_executor, logger, read_config
 
 from .common import explicit, fmt, load_base, markdown_table, toml_text, train_command, write_csv, write_json
 from .plots import line_plot
@@ -113,20 +113,47 @@ def plan(base: Mapping[str, Any], vary: Mapping[str, Sequence[Any]], mode: str =
     return list(runs.values()), rows
 
 
-def train_run(run: Run, runs_dir: Path) -> Path:
-    """Train a run unless `done.json` says this exact configuration finished; resume a partial one."""
-    directory = runs_dir / run.name
-    done = directory / "done.json"
-    config = {**run.config, "out": str(directory)}
-    if done.exists():
-        saved = json.loads(done.read_text())
-        if saved["config"] == explicit(config):
-            logger.info("sweep: %s already trained, skipped", run.name)
-            return Path(saved["checkpoint"])
-        raise GanzooError(f"{directory} was trained with another configuration; use a new --out")
-    checkpoint = train({**config, "resume": "auto"})
-    write_json(done, {"config": explicit(config), "checkpoint": str(checkpoint)})
-    return checkpoint
+def train_runs(runs: Sequence[Run], runs_dir: Path, executor: Executor | None = None) -> dict[str, Path]:
+    """{run name: final checkpoint}. Runs whose `done.json` says this exact configuration finished
+    are skipped; the others go to `executor` (default: local, one after another in this process),
+    which resumes a partial one. A failed run fails the call, naming each, after every other
+    run finished (those are marked done, so a rerun retries only the failed ones)."""
+    checkpoints: dict[str, Path] = {}
+    tasks = []
+    for run in runs:
+        directory = runs_dir / run.name
+        config = {**run.config, "out": str(directory)}
+        done = directory / "done.json"
+        if done.exists():
+            saved = json.loads(done.read_text())
+            if saved["config"] != explicit(config):
+                raise GanzooError(f"{directory} was trained with another configuration; use a new --out")
+            logger.info("%s already trained, skipped", run.name)
+            checkpoints[run.name] = Path(saved["checkpoint"])
+        else:
+            tasks.append(TrainTask(run.name, config))
+    if not tasks:
+        return checkpoints
+    results = (executor or build_executor("local")).run(tasks, runs_dir.parent / "logs")
+    for task in tasks:
+        result = results.get(task.name)
+        if result is not None and result.ok:
+            write_json(task.out / "done.json", {"config": explicit(task.config), "checkpoint": str(result.checkpoint)})
+            checkpoints[task.name] = Path(result.checkpoint)
+    failed = [results.get(t.name) or TaskResult(t.name, error="the executor returned no result") for t in tasks if t.name not in checkpoints]
+    if failed:
+        what = "; ".join(f"{r.name}: {r.error}" + (f" (log: {r.log})" if r.log else "") for r in failed)
+        raise GanzooError(f"{len(failed)} of {len(tasks)} training run(s) failed: {what}; rerun the same command to retry them")
+    return checkpoints
+
+
+def resolve_executor(executor: str | Executor, options: Mapping[str, Any] | None) -> Executor:
+    """An executor object from a registered name and its options (checked before any training)."""
+    if isinstance(executor, Executor):
+        if options:
+            raise GanzooError("executor options apply to an executor given by name, not to an Executor object")
+        return executor
+    return build_executor(executor, **(options or {}))
 
 
 def epoch_checkpoint(run_dir: Path, epoch: int) -> Path:
@@ -148,8 +175,15 @@ def sweep(
     eval_seeds: int = 1,
     max_real: int | None = None,
     device: str = "auto",
+    executor: str | Executor = "local",
+    executor_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train every setting, score it, and write results.csv, results.json, report.md, plots and grids to `out`."""
+    """Train every setting, score it, and write results.csv, results.json, report.md, plots and grids to `out`.
+
+    The trainings run on `executor` (a registered name with `executor_options`, or an Executor);
+    every score is computed here afterwards, so the results do not depend on where they trained.
+    """
+    runner = resolve_executor(executor, executor_options)
     check_metrics(metrics)
     if eval_seeds < 1:
         raise GanzooError(f"eval seeds must be >= 1, got {eval_seeds}")
@@ -160,10 +194,7 @@ def sweep(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "base.toml").write_text(toml_text(explicit(base_values)), encoding="utf-8")
-    checkpoints = {}
-    for i, run in enumerate(runs, 1):
-        logger.info("sweep: run %d/%d %s", i, len(runs), run.name)
-        checkpoints[run.name] = train_run(run, out / "runs")
+    checkpoints = train_runs(runs, out / "runs", runner)
     for row in rows:
         run_dir = out / "runs" / row.run
         checkpoint = epoch_checkpoint(run_dir, row.epoch) if row.epoch is not None else checkpoints[row.run]
