@@ -195,7 +195,8 @@ def list_(
             table.add_column(column)
         for entry in reg.entries():
             if entry.name in reg.list(filter):
-                table.add_row(entry.name, entry.plugin, versions.get(entry.plugin, ""), getattr(entry.obj, "description", "") or (entry.obj.__doc__ or "").strip().split("\n")[0])
+                description = getattr(entry.obj, "description", "") or (entry.obj.__doc__ or "").strip().split("\n")[0]
+                table.add_row(*(escape(text) for text in (entry.name, entry.plugin, versions.get(entry.plugin, ""), description)))
         typer.echo(render(table))
 
 

@@ -22,6 +22,11 @@ def test_version_and_help():
     assert "train" in invoke("--help").output
 
 
+def test_list_prints_descriptions_literally_not_as_markup():
+    result = CliRunner().invoke(build_app(), ["list", "executors"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "pip install 'ganzoo[ray]'" in result.output and "'ganzoo[slurm]'" in result.output
+
+
 def test_list_and_plugins():
     result = invoke("list", "archs")
     assert result.exit_code == 0 and "dcgan" in result.output and "wgan-gp" in result.output
