@@ -30,6 +30,7 @@ REGISTRY_HOOKS = {
     "features": "ganzoo_register_feature_extractors",
     "augmentations": "ganzoo_register_augmentations",
     "hubs": "ganzoo_register_hubs",
+    "audits": "ganzoo_register_audits",
 }
 # What one entry of each registry is called in messages ("unknown loss 'x'").
 ENTRY_NOUNS = {
@@ -40,6 +41,7 @@ ENTRY_NOUNS = {
     "features": "feature extractor",
     "augmentations": "augmentation",
     "hubs": "hub",
+    "audits": "audit",
 }
 
 
