@@ -22,32 +22,62 @@ REPO = Path(__file__).resolve().parents[1]
 CXR = REPO.parent / "shared" / "data" / "cxr"
 
 
-def calibrate(args: argparse.Namespace) -> None:
-    from ganzoo.api import DatasetOptions, Preprocessing, load_dataset, resolve_device
-    from ganzoo_audit.calibration import calibration_table, disjoint_parts, table_markdown
-    from ganzoo_audit.features import feature_space
+def parts(args: argparse.Namespace, seed: int) -> tuple:
+    """Training, held-out and novel real images, disjoint (near-duplicate X-rays kept together)."""
+    from ganzoo.api import DatasetOptions, Preprocessing, load_dataset
+    from ganzoo_audit.calibration import disjoint_parts
 
     prep = Preprocessing(resolution=args.res)
-    start = time.perf_counter()
     if args.data == "cxr":
         real = load_dataset("folder", DatasetOptions(path=str(CXR), preprocessing=prep))
         sizes = args.sizes or [len(real) // 2, len(real) // 4, len(real) - len(real) // 2 - len(real) // 4]
-        training, held_out, novel = disjoint_parts(real, sizes, seed=args.seed)
-    else:
-        sizes = args.sizes or [1000, 4000, 4000]
-        real = load_dataset("synthetic-cxr", DatasetOptions(max_images=sum(sizes), preprocessing=prep, seed=args.seed))
-        training, held_out, novel = (real.subset(list(range(a, a + s))) for a, s in zip((0, sizes[0], sizes[0] + sizes[1]), sizes))
-    loaded = time.perf_counter() - start
-    n = args.n or len(novel)
-    space = feature_space(args.features, resolve_device(args.device), seed=args.seed)
-    start = time.perf_counter()
-    rows = calibration_table(space, training, held_out, novel, n, q=args.q, cells=args.cells, seed=args.seed)
-    print(f"data {args.data} {args.res}x{args.res}, features {args.features}: {len(training)} training, {len(held_out)} held-out "
-          f"({rows[0]['held_out_duplicates']} left out as duplicates), {len(novel)} novel; n = {n}, q = {args.q}, {args.cells} cells")
-    print(table_markdown(rows))
-    print(f"threshold {rows[0]['threshold']:.4g}, false-alarm bound {rows[0]['false_alarm_bound']:.4f}; loading {loaded:.1f} s, calibration {time.perf_counter() - start:.1f} s")
+        return tuple(disjoint_parts(real, sizes, seed=seed))
+    sizes = args.sizes or [1000, 4000, 4000]
+    real = load_dataset("synthetic-cxr", DatasetOptions(max_images=sum(sizes), preprocessing=prep, seed=seed))
+    return tuple(real.subset(list(range(a, a + s))) for a, s in zip((0, sizes[0], sizes[0] + sizes[1]), sizes))
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    from ganzoo.api import resolve_device
+    from ganzoo_audit.calibration import calibration_table, table_markdown
+    from ganzoo_audit.features import feature_space
+
+    every = []
+    for seed in range(args.seed, args.seed + args.repeats):
+        start = time.perf_counter()
+        training, held_out, novel = parts(args, seed)
+        loaded = time.perf_counter() - start
+        n = args.n or len(novel)
+        space = feature_space(args.features, resolve_device(args.device), seed=seed)
+        start = time.perf_counter()
+        rows = calibration_table(space, training, held_out, novel, n, q=args.q, cells=args.cells, seed=seed)
+        every.append(rows)
+        if seed == args.seed:
+            print(f"data {args.data} {args.res}x{args.res}, features {args.features}: {len(training)} training, {len(held_out)} held-out "
+                  f"({rows[0]['held_out_duplicates']} left out as duplicates), {len(novel)} novel; n = {n}, q = {args.q}, {args.cells} cells")
+            print(table_markdown(rows))
+            print(f"threshold {rows[0]['threshold']:.4g}, false-alarm bound {rows[0]['false_alarm_bound']:.4f}; "
+                  f"loading {loaded:.1f} s, calibration {time.perf_counter() - start:.1f} s")
+    if args.repeats > 1:
+        print(f"\nover {args.repeats} random splits (seeds {args.seed}-{args.seed + args.repeats - 1}):")
+        print(pooled_markdown(every))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps(every, indent=2))
+
+
+def pooled_markdown(every: list[list[dict]]) -> str:
+    """Each row pooled over the splits: detections and false alarms summed, C_T as mean [min, max]."""
+    lines = ["| copies | copy rate | detected | false alarms | false-alarm rate | bound (mean) | C_T mean [min, max] |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for i, row in enumerate(every[0]):
+        same = [rows[i] for rows in every]
+        detected, copies = sum(r["detected"] for r in same), sum(r["copies"] for r in same)
+        alarms, others = sum(r["false_alarms"] for r in same), sum(r["n"] - r["copies"] for r in same)
+        c_t = [r["c_t"] for r in same if r["c_t"] is not None]
+        bound = sum(r["false_alarm_bound"] for r in same) / len(same)
+        lines.append(f"| {row['kind']} | {100 * row['rate']:g}% | {detected}/{copies} | {alarms}/{others} | {100 * alarms / others:.2f}% "
+                     f"| {100 * bound:.2f}% | {sum(c_t) / len(c_t):.2f} [{min(c_t):.2f}, {max(c_t):.2f}] |")
+    return "\n".join(lines)
 
 
 def timing(args: argparse.Namespace) -> None:
@@ -79,6 +109,7 @@ def main() -> None:
     parser.add_argument("--q", type=float, default=0.01)
     parser.add_argument("--cells", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, help="also pool the table over this many random splits (seeds)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--timing", type=int, metavar="N", help="time a whole audit of N samples instead")

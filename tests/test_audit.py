@@ -26,6 +26,7 @@ import ganzoo_audit
 from ganzoo import hub
 from ganzoo.api import DatasetOptions, GanzooError, ImageSet, Preprocessing, audit_of, load_dataset, model_sha256, read_audit, record_audit, write_png
 from ganzoo.cli import build_app
+from ganzoo.generate import generate_images
 from ganzoo.plugins import register_plugin, registry, unregister_plugin
 from ganzoo_audit.analysis import DUPLICATE_RATIO
 from ganzoo_audit.calibration import calibration_table, copycat, disjoint_parts, perturb
@@ -289,6 +290,10 @@ def test_cli_audits_a_checkpoint_trained_on_a_folder(tmp_path: Path, image_folde
     assert report["data"]["training"]["images"] == 12 and report["data"]["held_out"]["images"] == 10  # label a only
     assert result.output.strip().splitlines()[-1].startswith(report["verdict"])
     assert "auc" in report["membership"] and report["threshold"]["note"]  # 10 held-out images are too few for q = 0.01
+    # Images `ganzoo generate` wrote name their model in sidecars: auditing the folder counts for that model.
+    generate_images(checkpoint, n=12, out=tmp_path / "samples", device="cpu")
+    summary = ganzoo.audit(generated=tmp_path / "samples", data=str(image_folder), label="a", holdout=str(held_out), features="pixels")["summary"]
+    assert summary["model_sha256"] == model_sha256(checkpoint) and audit_of(checkpoint)["created"] == summary["created"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

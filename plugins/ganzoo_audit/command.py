@@ -20,7 +20,7 @@ def audit(
     label: Annotated[Optional[str], typer.Option(help="Only training (and held-out) images with this label. (default: the checkpoint's)")] = None,
     holdout: Annotated[Optional[str], typer.Option(help="Real images the model never saw, of the same kind and label as the training data.")] = None,
     n: Annotated[int, typer.Option("-n", "--n", help="Generated images to audit (checkpoint).")] = DEFAULTS["n"],
-    features: Annotated[str, typer.Option(help="Feature space: inception (needs ganzoo[fid]), pixels, or another registered one.")] = DEFAULTS["features"],
+    features: Annotated[str, typer.Option(help="Feature space: pixels, inception (needs ganzoo[fid]; misses most lightly edited copies, see docs/audit.md), or another registered one.")] = DEFAULTS["features"],
     q: Annotated[float, typer.Option("--q", help="False-alarm rate: flag samples closer to the training images than this quantile of held-out images.")] = DEFAULTS["q"],
     k: Annotated[int, typer.Option("--k", help="Nearest training images recorded per sample.")] = DEFAULTS["k"],
     cells: Annotated[int, typer.Option(help="k-means cells of the data-copying test C_T.")] = DEFAULTS["cells"],
