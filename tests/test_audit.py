@@ -28,10 +28,9 @@ from ganzoo.api import DatasetOptions, GanzooError, ImageSet, Preprocessing, aud
 from ganzoo.cli import build_app
 from ganzoo.generate import generate_images
 from ganzoo.plugins import register_plugin, registry, unregister_plugin
-from ganzoo_audit.analysis import DUPLICATE_RATIO
 from ganzoo_audit.calibration import calibration_table, copycat, disjoint_parts, perturb
 from ganzoo_audit.copying import data_copying_test, z_u
-from ganzoo_audit.distances import Neighbours, calibrated_threshold, nearest, wilson
+from ganzoo_audit.distances import DUPLICATE_RATIO, Neighbours, calibrated_threshold, nearest, wilson
 from ganzoo_audit.features import PixelSpace, shifted
 from ganzoo_audit.membership import membership_check, membership_statistics
 
@@ -313,6 +312,10 @@ def test_holdout_must_not_be_the_training_data(tmp_path: Path) -> None:
     images = folder(tmp_path / "imgs", drawn(8, 0), "i")
     with pytest.raises(GanzooError, match="pixel-identical to training images"):
         ganzoo.audit(generated=images, data=str(images), holdout=str(images), features="pixels")
+    noisy = drawn(8, 0).numpy() + np.random.default_rng(1).normal(0, 1, (8, 1, 40, 40))
+    again = folder(tmp_path / "again", torch.from_numpy(np.clip(noisy.round(), 0, 255).astype(np.uint8)), "r")  # the same images, re-encoded
+    with pytest.raises(GanzooError, match="held-out images are near-copies of training images"):
+        ganzoo.audit(generated=images, data=str(images), holdout=str(again), features="pixels")
 
 
 def test_hub_push_puts_the_audit_in_the_model_card(tiny_audit: tuple[dict, Path], tiny_checkpoint: Path, tmp_path: Path) -> None:

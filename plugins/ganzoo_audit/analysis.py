@@ -12,13 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .copying import Partition, data_copying_test
-from .distances import Neighbours, calibrated_threshold, nearest, share, summary, unauthentic
-from .features import FeatureSpace
+from ganzoo.api import GanzooError
 
-# A held-out image closer to a training image than this share of the median held-out distance
-# is that image again (the same X-ray under two names, a leak in the split), not a new one.
-DUPLICATE_RATIO = 0.2
+from .copying import Partition, data_copying_test
+from .distances import DUPLICATE_RATIO, Neighbours, calibrated_threshold, nearest, share, summary, unauthentic
+from .features import FeatureSpace
 
 
 @dataclass
@@ -47,6 +45,8 @@ def reference(space: FeatureSpace, cells: Partition, held_out_rows: np.ndarray, 
     training_nn = nearest(index[0], index, 1, exclude_self=True).dcr
     held = nearest(held_out_rows, index, k, training_cells=cells.training_cells)
     duplicates = held.dcr < DUPLICATE_RATIO * float(np.median(held.dcr))
+    if (~duplicates).sum() < 2:
+        raise GanzooError(f"{int(duplicates.sum())} of {len(held)} held-out images are near-copies of training images: the held-out images must be ones the model never saw")
     kept = held.take(np.flatnonzero(~duplicates))
     return Reference(space, index, cells, training_nn, kept, duplicates, calibrated_threshold(kept.dcr, q), k)
 

@@ -66,8 +66,7 @@ def copycat(training: torch.Tensor, novel: torch.Tensor, n: int, rate: float, ki
 def disjoint_parts(images: ImageSet, sizes: Sequence[int], seed: int = 0) -> list[ImageSet]:
     """Random parts of a real dataset with near-duplicate images (the same X-ray under two names)
     kept in one part, as a split by patient would: otherwise a "novel" image could be a copy."""
-    from .analysis import DUPLICATE_RATIO
-    from .distances import nearest
+    from .distances import DUPLICATE_RATIO, nearest
     from .features import PixelSpace
 
     space = PixelSpace(seed=seed)

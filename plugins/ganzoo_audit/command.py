@@ -13,7 +13,7 @@ from .run import DEFAULTS
 
 
 def audit(
-    model: Annotated[Optional[str], typer.Argument(metavar="[CHECKPOINT_OR_HUB_NAME]", help="Checkpoint, run directory or hub location (or use --generated).")] = None,
+    model: Annotated[Optional[str], typer.Argument(metavar="CHECKPOINT_OR_HUB_NAME", help="Checkpoint, run directory or hub location (or use --generated).")] = None,
     generated: Annotated[Optional[Path], typer.Option(help="Audit a folder of PNG/JPEG images instead of a checkpoint's samples.")] = None,
     data: Annotated[Optional[str], typer.Option(help="Training images. (default: the checkpoint's recorded training data)")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Training images as a dataset name (ganzoo list datasets).")] = None,

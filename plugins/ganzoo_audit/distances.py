@@ -15,6 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 
 BLOCK_ENTRIES = 1 << 23  # distances held at once: 8M float64 (64 MB)
+# A held-out image closer to a training image than this share of the median held-out distance
+# is that image again (the same X-ray under two names, a leak in the split), not a new one.
+DUPLICATE_RATIO = 0.2
 
 
 @dataclass

@@ -66,7 +66,7 @@ def _panel(img: np.ndarray, origin: tuple[int, int], size: tuple[int, int], seri
     """Normalised histograms (share of each set per bin) as step lines, with an optional threshold line."""
     x0, y0 = origin
     width, height = size
-    left, bottom, top = 50, 34, 24
+    left, bottom, top = 50, 48, 24
     values = np.concatenate([v[np.isfinite(v)] for v, _, _ in series if len(v)]) if any(len(v) for v, _, _ in series) else np.zeros(1)
     hi = float(np.quantile(values, 0.995)) if len(values) else 1.0
     hi = max(hi, (marker or 0.0) * 1.1, 1e-9)
@@ -88,8 +88,10 @@ def _panel(img: np.ndarray, origin: tuple[int, int], size: tuple[int, int], seri
             points += [(px(bins[i]), py(s)), (px(bins[i + 1]), py(s))]
         points.append((px(bins[-1]), py(0)))
         cv2.polylines(img, [np.array(points, np.int32)], False, color, 2, cv2.LINE_AA)
-    for i, (values, color, label) in enumerate(series):
-        _text(img, f"{label} (n={len(values)})", (x0 + left + plot_w - 190, y0 + top + 16 + 16 * i), color)
+    for i, (values, color, label) in enumerate(series):  # the legend, under the axis
+        x = x0 + left + 200 * i
+        cv2.line(img, (x, y0 + height - 12), (x + 18, y0 + height - 12), color, 2, cv2.LINE_AA)
+        _text(img, f"{label} (n={len(values)})", (x + 24, y0 + height - 8), color)
     if marker is not None and np.isfinite(marker):
         cv2.line(img, (px(marker), y0 + top), (px(marker), y0 + top + plot_h), RED, 1, cv2.LINE_AA)
         _text(img, "threshold", (px(marker) + 3, y0 + top + plot_h - 6), RED, 0.35)

@@ -17,9 +17,9 @@ import numpy as np
 
 from ganzoo.api import GanzooError, ImageSet, __version__, environment_versions, load_dataset, record_audit, resolve_device
 
-from .analysis import DUPLICATE_RATIO, analyse, reference
+from .analysis import analyse, reference
 from .copying import partition
-from .distances import Neighbours
+from .distances import DUPLICATE_RATIO, Neighbours
 from .features import feature_space
 from .membership import membership_check
 from .report import summary_of, verdict, write_outputs
@@ -91,13 +91,13 @@ def audit(
     space = feature_space(features, dev, batch_size, seed)  # an unknown or unusable one fails before anything loads
     samples = model_samples(model, n, seed, dev) if model is not None else folder_samples(generated, resolution)
     res = int(samples.images.shape[-1])
-    if training is None or not isinstance(holdout, ImageSet):
+    held_out = holdout if isinstance(holdout, ImageSet) else None
+    if training is None or held_out is None:
         name, options = training_options(samples.config, data, dataset, label, res, clahe)
         training = training if training is not None else load_dataset(name, options)
-        holdout = held_out_images(name, options, holdout)
-    held_out = holdout
+        held_out = held_out if held_out is not None else held_out_images(name, options, holdout)
     check_sizes(training, held_out, samples)
-    identical = check_disjoint(training, held_out)
+    identical = check_disjoint(training, held_out, seed)
     same_training = check_training(training, samples.config)
     timing = {"load_s": time.perf_counter() - start}
 

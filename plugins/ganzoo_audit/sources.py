@@ -38,6 +38,9 @@ from ganzoo.api import (
     to_uint8,
 )
 
+from .distances import DUPLICATE_RATIO, nearest
+from .features import flat
+
 
 @dataclass
 class Samples:
@@ -139,13 +142,26 @@ def digests(images: torch.Tensor) -> list[str]:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in rows]
 
 
-def check_disjoint(training: ImageSet, held_out: ImageSet) -> int:
-    """How many held-out images are pixel-identical to a training image; refuse when most are
-    (`--holdout` is then the training data, and every copy would pass unnoticed)."""
+def check_disjoint(training: ImageSet, held_out: ImageSet, seed: int = 0) -> int:
+    """How many held-out images are pixel-identical to a training image; refuse when most are,
+    or when the held-out images are typically closer to a training image than training images
+    are to each other (`--holdout` is then the training data again, perhaps re-encoded, and
+    every copy would pass unnoticed). The second check compares standardised pixels at most
+    32 px wide, fitted to nothing, so neither side is favoured; on up to 256 images per side."""
     known = set(digests(training.images))
     same = sum(d in known for d in digests(held_out.images))
     if same * 2 > len(held_out):
         raise GanzooError(f"{same} of {len(held_out)} held-out images are pixel-identical to training images: --holdout must hold real images the model never saw")
+    rng = np.random.default_rng(seed)
+    pick = (lambda n: np.sort(rng.choice(n, min(n, 256), replace=False)))
+    small = (lambda images: flat(torch.nn.functional.adaptive_avg_pool2d(images.float(), min(32, images.shape[-1])).round().to(torch.uint8))[None])
+    index = small(training.images)
+    chosen = pick(len(training))
+    between = nearest(index[0, chosen], index, 2).distances[:, 1]  # the first is each image itself
+    held = nearest(small(held_out.images[torch.from_numpy(pick(len(held_out)))])[0], index, 1).dcr
+    if np.median(held) < DUPLICATE_RATIO * np.median(between):
+        raise GanzooError(f"the held-out images are near-copies of training images (median pixel distance {np.median(held):.3g}, between "
+                          f"training images {np.median(between):.3g}): --holdout must hold real images the model never saw")
     return same
 
 
