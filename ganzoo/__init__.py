@@ -41,6 +41,15 @@ def load(path: str | Path, device: str = "cpu") -> "GAN":
     return load_checkpoint(path, device=device)
 
 
+def audit(model: Any = None, *, kind: str = "memorization", **options: Any) -> dict[str, Any]:
+    """Audit a model's images with a registered audit (default `memorization`: are the samples
+    copies of training images?); returns its report. Options as `ganzoo audit --help` says, e.g.
+    `ganzoo.audit("runs/wgan", holdout="data/holdout", features="pixels", out="runs/audit")`."""
+    from .audits import run_audit
+
+    return run_audit(model, kind=kind, **options)
+
+
 def __getattr__(name: str) -> Any:
     """`ganzoo.GAN` and `ganzoo.TrainConfig` without importing torch at `import ganzoo`."""
     if name == "GAN":
@@ -54,4 +63,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ganzoo' has no attribute {name!r}")
 
 
-__all__ = ["GAN", "TrainConfig", "create_gan", "load", "train", "__version__"]
+__all__ = ["GAN", "TrainConfig", "audit", "create_gan", "load", "train", "__version__"]

@@ -9,6 +9,7 @@ may change. Grouped by what a plugin adds:
 - a dataset: `DatasetSpec`, `DatasetOptions`, `ImageSet`, `Preprocessing`, `preprocess`, decoding and the dataset cache
 - an augmentation: `Augmentation`
 - a metric or feature space: `Metric`, `FeatureExtractor`, `MetricContext`, `evaluate`
+- an audit: `record_audit`, `read_audit`, `audit_of`, `model_sha256`, `AUDIT_FILE` (the summary contract)
 - a hub backend: `HubBackend`, `ModelVersion`, `write_manifest`, `file_entries`, `MANIFEST_FILE`, `MAX_MANIFEST_BYTES`
 - hub commands: `hub_push`, `hub_pull`, `hub_show`, `hub_list_models`, `get_hub`
 - an executor (runs a study's trainings): `Executor`, `TrainTask`, `TaskResult`, `run_task`
@@ -24,6 +25,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names for readers and type checkers; at run time `__getattr__` imports them
+    from .audits import AUDIT_FILE, audit_of, model_sha256, read_audit, record_audit
     from .augment import Augmentation
     from .cache_entries import entry_path as cache_entry_path
     from .cache_entries import open_entry as open_cache_entry
@@ -90,6 +92,11 @@ if TYPE_CHECKING:  # the names for readers and type checkers; at run time `__get
 # name -> "module:attribute" in ganzoo. A name's module is imported when a plugin first uses
 # the name, so a plugin that registers only commands (and `ganzoo --help`) imports no torch.
 EXPORTS: dict[str, str] = {
+    "AUDIT_FILE": "audits:AUDIT_FILE",
+    "audit_of": "audits:audit_of",
+    "model_sha256": "audits:model_sha256",
+    "read_audit": "audits:read_audit",
+    "record_audit": "audits:record_audit",
     "Augmentation": "augment:Augmentation",
     "cache_entry_path": "cache_entries:entry_path",
     "open_cache_entry": "cache_entries:open_entry",

@@ -21,7 +21,7 @@ from .cache_command import cache_app
 from .console import ConsoleHandler, console, logger, render
 from .errors import GanzooError
 
-LIST_KINDS = {"datasets": "datasets", "archs": "architectures", "losses": "losses", "metrics": "metrics", "augmentations": "augmentations", "executors": "executors"}
+LIST_KINDS = {"datasets": "datasets", "archs": "architectures", "losses": "losses", "metrics": "metrics", "augmentations": "augmentations", "executors": "executors", "audits": "audits"}
 
 class ErrorsAsOneLine(TyperGroup):
     """The root command group: a GanzooError from any command, ganzoo's or a plugin's, becomes
@@ -177,7 +177,7 @@ def generate(
 
 @app.command("list")
 def list_(
-    kind: Annotated[Optional[str], typer.Argument(help="datasets, archs, losses, metrics, augmentations or executors; all when omitted.")] = None,
+    kind: Annotated[Optional[str], typer.Argument(help="datasets, archs, losses, metrics, augmentations, executors or audits; all when omitted.")] = None,
     filter: Annotated[str, typer.Option(help="Glob on names, e.g. 'wgan*'.")] = "*",
 ) -> None:
     """List what the installed plugins registered, with each plugin's version."""

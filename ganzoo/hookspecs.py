@@ -60,5 +60,10 @@ def ganzoo_register_executors(register: Register) -> None:
 
 
 @hookspec
+def ganzoo_register_audits(register: Register) -> None:
+    """Register audits of a model's images: `register(name, function)`; `ganzoo.audit(..., kind=name)` calls it."""
+
+
+@hookspec
 def ganzoo_register_commands(app: typer.Typer) -> None:
     """Add CLI commands to `app`, a `typer.Typer` (use `@app.command()`)."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from .audits import audit_matching
 from .cache_entries import entry_path, pin_entry, remove_entry
 from .caches import write_entry
 from .card import model_card
@@ -101,19 +102,37 @@ def sample_counts(entry: dict[str, Any]) -> tuple[Any, Any]:
     return entry.get("samples", entry.get("n_fake", "unknown")), entry.get("n_real", "unknown")
 
 
-def hub_card(config: dict[str, Any], location: str, components: list[str], license: str | None, metrics: dict[str, Any]) -> str:
-    """The checkpoint's model card plus license, metrics, the sample grid and how to load from the hub."""
+def audit_front_matter(audit: dict[str, Any]) -> dict[str, Any]:
+    """An audit summary's scalar fields for the card's front matter (not its Markdown or local paths)."""
+    return {k: v for k, v in audit.items() if k not in ("markdown", "source") and (v is None or isinstance(v, (str, int, float, bool)))}
+
+
+def audit_section(audit: dict[str, Any] | None) -> list[str]:
+    """The card's memorization-audit section: the audit's own summary, or that none was supplied."""
+    lines = ["## Memorization audit", ""]
+    if audit is None:
+        return lines + ["No audit was supplied with this push (`ganzoo audit`, then `ganzoo hub push --audit DIR`).", ""]
+    return lines + [(audit.get("markdown") or f"Verdict: {audit['verdict']}.").strip(), ""]
+
+
+def hub_card(
+    config: dict[str, Any], location: str, components: list[str], license: str | None, metrics: dict[str, Any], audit: dict[str, Any] | None = None
+) -> str:
+    """The checkpoint's model card plus license, metrics, the audit summary, the sample grid and how to load from the hub."""
     extra: dict[str, Any] = {"pipeline_tag": "unconditional-image-generation", "components": components}
     if license:
         extra["license"] = license
     if metrics:
         extra["metrics"] = metrics
+    if audit is not None:
+        extra["audit"] = audit_front_matter(audit)
     card = model_card(config, extra)
     lines = ["", "## Samples", "", f"![{SAMPLE_GRID} samples, seed 0]({SAMPLES_FILE})", ""]
     if metrics:
         lines += ["## Metrics", "", "| metric | value | generated images | real images |", "| --- | --- | --- | --- |"]
         lines += [f"| {k} | {v['value']:.6g} | {' | '.join(map(str, sample_counts(v)))} |" for k, v in metrics.items()]
         lines.append("")
+    lines += audit_section(audit)
     lines += [
         "## Load from the hub",
         "",
@@ -141,9 +160,14 @@ def stage(
     license: str | None = None,
     metrics: dict[str, Any] | None = None,
     seed: int = 0,
+    audit: dict[str, Any] | None = None,
 ) -> Path:
-    """Write what a push publishes into `directory`: weights, config, card, sample grid (no manifest)."""
+    """Write what a push publishes into `directory`: weights, config, card, sample grid (no manifest).
+
+    `audit` is an audit summary (`ganzoo.audits.read_audit`); it must be of this checkpoint's weights."""
     source = resolve_checkpoint(checkpoint)
+    if audit is not None:
+        audit = audit_matching(audit, source)
     gan = load_gan(source)
     config = read_config(source)
     components = ["generator"]
@@ -155,7 +179,7 @@ def stage(
         raise GanzooError(f"{source} holds no discriminator to include")
     metrics = {**normalize_metrics(config.get("metrics")), **normalize_metrics(metrics)}
     config = _shareable_config(config)
-    card = hub_card(config, location, components, license, metrics)
+    card = hub_card(config, location, components, license, metrics, audit)
     write_checkpoint(directory, gan, config, card, components=components)
     write_grid(directory / SAMPLES_FILE, to_uint8(gan.sample(SAMPLE_GRID, seed=seed)))
     return directory
@@ -170,15 +194,19 @@ def push(
     license: str | None = None,
     metrics: dict[str, Any] | None = None,
     seed: int = 0,
+    audit: dict[str, Any] | None = None,
 ) -> ModelRef:
     """Publish a checkpoint (generator only unless `include_discriminator`) as `NAME[@VERSION]`.
 
     `name` may also be a full location such as `hf-hub:org/name`. Without a version the
-    next integer version is used; an existing version is never overwritten.
+    next integer version is used; an existing version is never overwritten. `audit`, an
+    audit summary of this checkpoint, goes into the model card.
     """
     backend, name, version = target(name, hub)
     if not license:
         warnings.warn("no license given; the model card will not state one (use --license)", stacklevel=2)
+    if audit is None:
+        warnings.warn("no memorization audit given; the model card will say the model was not audited (`ganzoo audit`, then --audit DIR)", stacklevel=2)
     staging = Path(tempfile.mkdtemp(dir=cache_dir("hub-staging"), prefix="push-"))
     try:
         staged = stage(
@@ -189,6 +217,7 @@ def push(
             license=license,
             metrics=metrics,
             seed=seed,
+            audit=audit,
         )
         version = backend.publish(staged, name, version)
     finally:

@@ -31,6 +31,7 @@ REGISTRY_HOOKS = {
     "augmentations": "ganzoo_register_augmentations",
     "hubs": "ganzoo_register_hubs",
     "executors": "ganzoo_register_executors",
+    "audits": "ganzoo_register_audits",
 }
 # What one entry of each registry is called in messages ("unknown loss 'x'").
 ENTRY_NOUNS = {
@@ -42,6 +43,7 @@ ENTRY_NOUNS = {
     "augmentations": "augmentation",
     "hubs": "hub",
     "executors": "executor",
+    "audits": "audit",
 }
 
 

@@ -37,6 +37,7 @@ def push(
     license: Annotated[Optional[str], typer.Option(help="License of the weights, as the model card should state it.")] = None,
     metrics: Annotated[Optional[Path], typer.Option(help='JSON file of metrics: what `ganzoo evaluate --json` writes, or e.g. {"fid": {"value": 41.2, "samples": 5000}}.')] = None,
     seed: Annotated[int, typer.Option(help="Seed of the model card's sample grid.")] = 0,
+    audit: Annotated[Optional[Path], typer.Option(help="A `ganzoo audit` output directory (or its audit.json) of this checkpoint: its summary goes into the model card.")] = None,
 ) -> None:
     """Publish the generator (never trainer state) as an immutable version; prints its location."""
     ref = api.hub_push(
@@ -47,6 +48,7 @@ def push(
         license=license,
         metrics=_read_metrics(metrics) if metrics else None,
         seed=seed,
+        audit=api.read_audit(audit) if audit else None,
     )
     console.print(f"pushed {ref.name}@{ref.version} to {ref.hub}", highlight=False, soft_wrap=True)
     typer.echo(ref.location)

@@ -168,12 +168,13 @@ def augment(
     seed: Annotated[int, typer.Option(help="Seed of the generated images.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     allow_mismatch: Annotated[bool, typer.Option(help="Add the images even though the checkpoint was not trained on LABEL images of DATA.")] = False,
+    audit: Annotated[Optional[Path], typer.Option(help="The model's `ganzoo audit` output directory. (default: the latest audit recorded for these weights)")] = None,
 ) -> None:
     """Write a rebalanced copy of a labelled dataset; a manifest marks every synthetic file."""
     from .rebalance import augment as run_augment
 
     manifest = run_augment(checkpoint, data, label, to_count, out, label_column=label_column, mode="copy" if copy else "link", seed=seed, device=device,
-                           allow_mismatch=allow_mismatch)
+                           allow_mismatch=allow_mismatch, audit=audit)
     counts = ", ".join(f"{k}: {v['real']} real + {v['synthetic']} synthetic" for k, v in manifest["counts"].items())
     console.print(f"wrote {out} ({counts}); manifest: {out / 'manifest.json'}", highlight=False)
 

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ganzoo.api import GanzooError, file_sha256, load, logger, read_config, resolve_checkpoint, resolve_device, to_uint8, write_png
+from ganzoo.api import GanzooError, audit_of, file_sha256, load, logger, read_config, resolve_checkpoint, resolve_device, to_uint8, write_png
 
 from .common import write_csv, write_json
 from .records import MANIFEST, Record, read_records
@@ -32,11 +32,14 @@ def augment(
     seed: int = 0,
     device: str = "auto",
     allow_mismatch: bool = False,
+    audit: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write `out`: every real image of `data` plus generated `label` images up to `to_count`; returns the manifest.
 
     The checkpoint must have been trained on `label` images of `data` (its config.json says so);
-    `allow_mismatch` adds another model's images anyway."""
+    `allow_mismatch` adds another model's images anyway. A memorization audit of the model
+    (`audit`, a `ganzoo audit --out` directory, else the latest one recorded for these weights)
+    that flagged near-copies is warned about: the added images may reproduce patients' images."""
     if mode not in MODES:
         raise GanzooError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     root, out = Path(data).expanduser().resolve(), Path(out)
@@ -62,6 +65,7 @@ def augment(
                           f"trained with --data {root} --label {label}, or pass --allow-mismatch")
     if problem:
         logger.warning("%s %s; adding its images as %r anyway (--allow-mismatch)", checkpoint, problem, label)
+    audited = check_audit(checkpoint, source, audit) if missing else None
     out.mkdir(parents=True, exist_ok=True)
     entries: list[dict[str, Any]] = []
     for record, relative in zip(records, relatives):
@@ -95,7 +99,7 @@ def augment(
         c = counts.setdefault(e["label"], {"real": 0, "synthetic": 0})
         c["synthetic" if e["synthetic"] else "real"] += 1
     manifest = {"data": str(root), "checkpoint": str(checkpoint), "label": label, "label_column": label_column,
-                "to_count": to_count, "seed": seed, "mode": mode, "mismatch": problem, "counts": counts, "files": entries}
+                "to_count": to_count, "seed": seed, "mode": mode, "mismatch": problem, "audit": audited, "counts": counts, "files": entries}
     write_json(out / MANIFEST, manifest)
     (out / "README.md").write_text(
         f"Rebalanced copy of {root}: {missing} synthetic {label!r} image(s) from {checkpoint} (seed {seed}) in synthetic/{label}/.\n"
@@ -104,6 +108,20 @@ def augment(
         encoding="utf-8",
     )
     return manifest
+
+
+def check_audit(checkpoint: str | Path, source: Path, audit: str | Path | None) -> dict[str, Any] | None:
+    """The model's audit summary (given, or recorded by `ganzoo audit`), warning when it flagged copies."""
+    summary = audit_of(source, audit)
+    if summary is None:
+        logger.info("no memorization audit of %s found: `ganzoo audit %s --holdout DIR` checks its images are not copies of training images",
+                    checkpoint, checkpoint)
+        return None
+    if summary["flagged"] > 0:
+        logger.warning("the memorization audit of %s (%s) flagged %d of %d samples as near-copies of training images: "
+                       "its images may reproduce patients' images; look at its gallery before adding them",
+                       checkpoint, summary["source"], summary["flagged"], summary["generated"])
+    return {"verdict": summary["verdict"], "flagged": summary["flagged"], "generated": summary["generated"], "source": summary["source"]}
 
 
 def training_mismatch(dataset: dict[str, Any], root: Path, label: str) -> str | None:
