@@ -295,10 +295,19 @@ def test_cli_audits_a_checkpoint_trained_on_a_folder(tmp_path: Path, image_folde
     assert summary["model_sha256"] == model_sha256(checkpoint) and audit_of(checkpoint)["created"] == summary["created"]
 
 
+def test_a_checkpoint_trained_on_a_split_is_audited_against_its_held_out_part(tmp_path: Path, image_folder: Path) -> None:
+    assert CliRunner().invoke(build_app(), ["split", str(image_folder), "--holdout", "0.25"]).exit_code == 0
+    checkpoint = ganzoo.train({"arch": "dcgan", "data": str(image_folder), "steps": 1, "batch_size": 8, "out": str(tmp_path / "run")}, quiet=True)
+    result = CliRunner().invoke(build_app(), ["audit", str(checkpoint), "-n", "30", "--features", "pixels", "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert report["data"]["training"]["images"] == 18 and report["data"]["held_out"]["images"] == 6
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--data", "x"], "CHECKPOINT_OR_HUB_NAME"),
     (["--generated", "{tmp}", "--data", "{tmp}", "--holdout", "{tmp}", "--q", "0.7"], "--q must be in"),
-    (["--generated", "{tmp}", "--data", "{tmp}"], "--holdout DIR"),
+    (["--generated", "{tmp}", "--data", "{tmp}"], "ganzoo split DATA"),
     (["--generated", "{tmp}", "--data", "{tmp}", "--holdout", "{tmp}", "--features", "nope"], "unknown feature space 'nope'; known: pixels"),
 ])
 def test_cli_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:

@@ -16,6 +16,7 @@ import ganzoo.cli
 from ganzoo.api import (
     SPLIT_FILE,
     DataError,
+    TrainConfig,
     DatasetOptions,
     Metric,
     MetricContext,
@@ -23,6 +24,7 @@ from ganzoo.api import (
     hookimpl,
     load_dataset,
     read_config,
+    read_config_file,
     read_split,
     real_baseline,
     real_images_for,
@@ -140,3 +142,16 @@ def test_the_floor_scores_training_images_against_the_held_out_part(tmp_path, im
     assert floor["floor"] == "training images vs these"
     halves = real_baseline(held_out, metric, 10, context)["held-out-size"]
     assert halves["n_real_held_out"] == 3 and halves["value"] == 3.0 and halves["floor"] == "two disjoint parts of these"
+
+
+def test_the_recipes_run_unchanged_from_the_repository_root(cxr_dir, monkeypatch):
+    """Each examples/recipes/*.toml is a valid `ganzoo train --config` whose split fits the shared X-rays."""
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    recipes = sorted((repo / "examples" / "recipes").glob("*.toml"))
+    assert recipes
+    for recipe in recipes:
+        config = TrainConfig.from_dict(read_config_file(recipe))
+        assert Path(config.data).resolve() == cxr_dir.resolve() and config.split
+        options = DatasetOptions(path=config.data, label=config.label, preprocessing=Preprocessing(resolution=config.res), part="train", split=config.split)
+        assert len(load_dataset("folder", options)) == json.loads(Path(config.split).read_text())["counts"][config.label]["train"]
