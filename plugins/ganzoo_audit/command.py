@@ -9,7 +9,7 @@ import typer
 
 from ganzoo.api import console
 
-from .run import DEFAULTS
+from .defaults import DEFAULTS
 
 
 def audit(

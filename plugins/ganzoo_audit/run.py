@@ -19,6 +19,7 @@ from ganzoo.api import GanzooError, ImageSet, __version__, environment_versions,
 
 from .analysis import analyse, reference
 from .copying import partition
+from .defaults import DEFAULTS
 from .distances import DUPLICATE_RATIO, Neighbours
 from .features import feature_space
 from .membership import membership_check
@@ -27,7 +28,6 @@ from .sources import Samples, check_disjoint, check_sizes, check_training, folde
 
 # `pixels` by default: in the planted-copy calibration (docs/audit.md) it finds exact and lightly
 # edited copies alike, where Inception features missed most edited ones, and it is ~100x faster on a CPU.
-DEFAULTS = {"n": 1000, "features": "pixels", "q": 0.01, "k": 5, "cells": 3, "seed": 0, "top": 16}
 
 
 def require_packages() -> None:
