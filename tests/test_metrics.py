@@ -98,7 +98,7 @@ def test_cli_startup_and_training_do_not_import_torch_fidelity() -> None:
         "print(names, registry('features').list(), 'torch_fidelity' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['fid', 'isc', 'kid', 'precision-recall'] ['inception'] False"
+    assert out.strip() == "['fid', 'frd', 'isc', 'kid', 'precision-recall'] ['inception'] False"
 
 
 def test_list_metrics_shows_them() -> None:
