@@ -13,6 +13,7 @@ and the floor: as many real training images as generated ones, scored the same w
         --split SPLIT.json --seeds 0,1,2 --set "augment=none,diffaugment" --base "ema=0.999" --out runs/ema-study
 
 Prints how it was run and a markdown table (mean +/- std over seeds); writes results.json and grids.
+A rerun skips finished runs; given more --metrics (e.g. kid,frd) it scores their samples with those too.
 """
 
 from __future__ import annotations
@@ -76,6 +77,41 @@ def score(fake: torch.Tensor, real: api.ImageSet, metrics: list[str]) -> dict[st
     return {m: {"value": r["value"], "std": r.get("std"), "n_fake": r["n_fake"], "n_real": r["n_real"]} for m, r in results.items()}
 
 
+def model_and_data(checkpoint: str, n: int | None) -> tuple[api.GAN, api.ImageSet, api.ImageSet, int]:
+    """The model, its held-out and training images, and how many images to generate."""
+    gan = api.load(checkpoint, device="cpu")
+    config = api.read_config(checkpoint)
+    training = api.real_images_for(config, part="train")
+    return gan, api.real_images_for(config, part="holdout"), training, n or len(training)
+
+
+def samplings(gan: api.GAN, seed: int, wanted: list[str]) -> dict[str, tuple[torch.nn.Module, bool]]:
+    variants = {"live-eval": (gan.generator, False), "live-batch": (gan.generator, True),
+                "live-recomp": (recomputed(gan.generator, gan.noise_dim, seed), False)}
+    if gan.generator_ema is not None:
+        variants.update({"ema": (gan.generator_ema, False), "ema-recomp": (recomputed(gan.generator_ema, gan.noise_dim, seed), False)})
+    return {k: v for k, v in variants.items() if k in wanted}
+
+
+def add_missing_metrics(row: dict[str, Any], metrics: list[str], wanted: list[str], n: int | None) -> bool:
+    """A rerun with more --metrics scores a finished row's samplings (the same samples) and floor with them."""
+    todo = {v: [m for m in metrics if m not in row["scores"][v]] for v in row["scores"] if v in wanted or v == "real-train-floor"}
+    todo = {v: ms for v, ms in todo.items() if ms}
+    if not todo:
+        return False
+    gan, held_out, training, n = model_and_data(row["checkpoint"], n)
+    variants = samplings(gan, row["seed"], list(todo))
+    for variant, missing in todo.items():
+        if variant == "real-train-floor":
+            order = torch.randperm(len(training), generator=torch.Generator().manual_seed(row["seed"]))[:n]
+            fake = training.images[order]
+        else:
+            net, train_mode = variants[variant]
+            fake = sample(gan, net, n, seed=0, train_mode=train_mode)
+        row["scores"][variant].update(score(fake, held_out, missing))
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="a recipe (TOML/YAML) as `ganzoo train --config` reads it; --base adds to it")
@@ -100,29 +136,25 @@ def main() -> None:
     print(f"# heldout_quality: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, CPU")
     print(f"# config {args.config}; base {base}; grid {grid}; seeds {seeds}", flush=True)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    metrics = [m for m in args.metrics.split(",") if m]
+    wanted = args.variants.split(",")
     for combo in itertools.product(*grid.values()) if grid else [()]:
         setting = dict(zip(grid, combo))
         for seed in seeds:
             name = ",".join(f"{k}={v}" for k, v in setting.items()) + f",seed={seed}"
             if name in results:
+                if add_missing_metrics(results[name], metrics, wanted, args.n):
+                    (out / "results.json").write_text(json.dumps(results, indent=1))
+                    print(name, "added", metrics, flush=True)
                 continue
             values = {"device": "cpu", **base, **setting, "seed": seed}
             run = out / "runs" / name.replace("=", "-").replace(",", "_").replace(":", "-")
             start = time.perf_counter()
             checkpoint = api.train(api.TrainConfig.from_dict({**values, "out": str(run), "resume": "auto"}), quiet=True)
             train_s = time.perf_counter() - start
-            gan = api.load(str(checkpoint), device="cpu")
+            gan, held_out, training, n = model_and_data(str(checkpoint), args.n)
             config = api.read_config(checkpoint)
-            held_out = api.real_images_for(config, part="holdout")
-            training = api.real_images_for(config, part="train")
-            n = args.n or len(training)
-            metrics = [m for m in args.metrics.split(",") if m]
-            variants = {"live-eval": (gan.generator, False), "live-batch": (gan.generator, True),
-                        "live-recomp": (recomputed(gan.generator, gan.noise_dim, seed), False)}
-            if gan.generator_ema is not None:
-                variants.update({"ema": (gan.generator_ema, False), "ema-recomp": (recomputed(gan.generator_ema, gan.noise_dim, seed), False)})
-            wanted = args.variants.split(",")
-            variants = {k: v for k, v in variants.items() if k in wanted}
+            variants = samplings(gan, seed, wanted)
             default = "ema" if gan.generator_ema is not None else "live-eval"
             row: dict[str, Any] = {"setting": setting, "seed": seed, "checkpoint": str(checkpoint), "train_s": train_s,
                                    "steps": config["progress"]["step"], "n_train": len(training), "held_out": held_out.describe(), "scores": {}}

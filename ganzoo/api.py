@@ -86,7 +86,7 @@ if TYPE_CHECKING:  # the names for readers and type checkers; at run time `__get
     from .runtime import environment_versions, resolve_device, seed_everything
     from .runs import train
     from .split_data import make_split
-    from .splits import SPLIT_FILE, NoHoldout, read_split, select_part
+    from .splits import SPLIT_FILE, NoHoldout, read_split, select_part, split_file_for
     from .version import __version__
 
 # name -> "module:attribute" in ganzoo. A name's module is imported when a plugin first uses
@@ -163,6 +163,7 @@ EXPORTS: dict[str, str] = {
     "NoHoldout": "splits:NoHoldout",
     "read_split": "splits:read_split",
     "select_part": "splits:select_part",
+    "split_file_for": "splits:split_file_for",
     "make_split": "split_data:make_split",
     "Register": "hookspecs:Register",
     "hookimpl": "hookspecs:hookimpl",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -216,4 +216,14 @@ def load_dataset(name: str, options: DatasetOptions) -> ImageSet:
     spec: DatasetSpec = registry("datasets").get(name)
     if spec.needs_path and not options.path:
         raise DataError(f"dataset {name!r} needs a path: --data DIR")
-    return select_part(spec.load(options), options.part, split_file_for(options.path, options.split))
+    split_file = split_file_for(options.path, options.split)
+    if split_file is None or options.part == "all" or options.max_images is None:
+        return select_part(spec.load(options), options.part, split_file)
+    # With a split file, --images N counts images of the part (N of the train part, say), a seeded subset.
+    part = select_part(spec.load(replace(options, max_images=None)), options.part, split_file)
+    if options.max_images >= len(part):
+        return part
+    order = torch.randperm(len(part), generator=torch.Generator().manual_seed(options.seed))[: options.max_images]
+    chosen = part.subset(sorted(order.tolist()))
+    chosen.part = part.part
+    return chosen

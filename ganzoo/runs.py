@@ -77,7 +77,7 @@ RUN_FILES = ("checkpoints", "best", "samples", "last", "log.jsonl", LOSS_CURVE_F
 def claim_run_dir(out: Path, overwrite: bool) -> None:
     """A new run never lands inside an earlier one: refused, or (`overwrite`) the earlier run's
     files are removed first; anything else in the directory is left alone."""
-    found = [name for name in RUN_FILES if (out / name).exists() or (out / name).is_symlink()]
+    found = run_files_in(out)
     if not found:
         return
     if not overwrite:
@@ -86,12 +86,29 @@ def claim_run_dir(out: Path, overwrite: bool) -> None:
             "choose a new --out, or pass --overwrite to start over"
         )
     logger.warning("--overwrite: removing the earlier run's %s from %s", ", ".join(found), out)
+    remove_run_files(out, found)
+
+
+def run_files_in(out: Path) -> list[str]:
+    return [name for name in RUN_FILES if (out / name).exists() or (out / name).is_symlink()]
+
+
+def remove_run_files(out: Path, found: list[str]) -> None:
     for name in found:
         path = out / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def clear_unfinished_start(out: Path) -> None:
+    """A run killed before its first checkpoint left only its log, samples or a half-written
+    checkpoint: nothing can resume from them, so `--resume auto` starts that run over."""
+    found = run_files_in(out)
+    if found and not {"best", "last"} & set(found):
+        logger.warning("%s holds an unfinished start (%s) and no checkpoint: starting it over", out, ", ".join(found))
+        remove_run_files(out, found)
 
 
 def train(
@@ -109,9 +126,12 @@ def train(
     if config.resume == "auto":
         if not config.out:
             raise GanzooError("--resume auto needs --out RUN_DIR (the run to continue, or to start)")
-        if not has_checkpoint(Path(config.out)):
+        if has_checkpoint(Path(config.out)):
+            config = replace(config, resume=config.out)
+        else:
             logger.info("no checkpoint in %s yet: starting a new run", config.out)
-        config = replace(config, resume=config.out if has_checkpoint(Path(config.out)) else None)
+            clear_unfinished_start(Path(config.out))
+            config = replace(config, resume=None)
     if config.resume:
         config, checkpoint = resume_config(config)
     elif config.out:

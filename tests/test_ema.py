@@ -37,6 +37,15 @@ def test_off_by_default(tmp_path: Path) -> None:
     assert trainer.gan.sampling_generator() is trainer.gan.generator
 
 
+def test_the_ema_never_changes_what_the_live_generator_learns(tmp_path: Path) -> None:
+    """A recipe measured with --ema reproduces the same live generator without it."""
+    with_ema, without = Trainer(tiny(tmp_path / "a", ema=DECAY)), Trainer(tiny(tmp_path / "b"))
+    with_ema.fit(quiet=True)
+    without.fit(quiet=True)
+    reference = without.gan.state_dict()
+    assert all(torch.equal(value, reference[key]) for key, value in with_ema.gan.state_dict().items() if key in reference)
+
+
 @pytest.mark.parametrize("decay", [0.0, 1.0, 1.5])
 def test_decay_must_be_in_the_open_unit_interval(decay: float) -> None:
     with pytest.raises(GanzooError, match="ema must be in"):

@@ -34,6 +34,20 @@ def test_a_new_run_is_refused_inside_an_earlier_one(tmp_path):
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine" and load_gan(checkpoint)
 
 
+def test_resume_auto_starts_over_a_run_killed_before_its_first_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints" / ".step-00000001.tmp-123").mkdir(parents=True)  # a half-written first checkpoint
+    (run / "log.jsonl").write_text('{"step": 1}\n')
+    (run / "notes.txt").write_text("mine")
+    checkpoint = ganzoo.train(values(tmp_path, resume="auto"), quiet=True)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert (run / "notes.txt").read_text() == "mine" and load_gan(checkpoint)
+    (run / "checkpoints").rename(tmp_path / "moved")  # a `last` or `best` may still hold work: refused, not removed
+    with pytest.raises(GanzooError, match="already holds a run"):
+        ganzoo.train(values(tmp_path, resume="auto"), quiet=True)
+
+
 def test_resuming_a_finished_run_has_nothing_to_do(tmp_path, caplog):
     checkpoint = ganzoo.train(values(tmp_path), quiet=True)
     before = (checkpoint / "model.safetensors").stat().st_mtime_ns

@@ -85,6 +85,10 @@ def test_a_split_file_in_the_data_folder_is_found_and_a_changed_folder_is_refuse
     assert every.part == "all" and len(every) == 24 and train_part.part == "train" and len(train_part) == 18
     assert train_part.fingerprint != every.fingerprint
     assert len(load_dataset("folder", DatasetOptions(**{**options.__dict__, "part": "train", "split": "none"}))) == 24
+    # --images N counts images of the part: 10 of the 18 training images, seeded
+    ten = [load_dataset("folder", DatasetOptions(**{**options.__dict__, "part": "train", "max_images": 10, "seed": s})) for s in (0, 0, 1)]
+    assert [len(d) for d in ten] == [10, 10, 10] and {d.part for d in ten} == {"train"} and set(ten[0].files) <= set(train_part.files)
+    assert ten[0].files == ten[1].files and ten[0].files != ten[2].files
 
     result = CliRunner().invoke(ganzoo.cli.build_app(), ["split", str(image_folder)])
     assert result.exit_code == 2 and "exists" in result.output and "--overwrite" in result.output

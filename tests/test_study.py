@@ -30,6 +30,7 @@ from ganzoo_study.rebalance import inside_name
 from ganzoo_study.sweeps import plan
 
 TINY = {"arch": "dcgan", "steps": 1, "batch_size": 8, "images": 16}
+CXR_SPLIT = Path(__file__).resolve().parents[1] / "examples" / "recipes" / "cxr-split.json"
 pytestmark = pytest.mark.usefixtures("executors_plugin")  # the `local` executor trains the runs
 
 
@@ -195,10 +196,18 @@ def test_augment_then_classify(tmp_path: Path, image_folder: Path) -> None:
 def test_cli_classify_on_real_xrays(tmp_path: Path, cxr_dir: Path) -> None:
     result = CliRunner().invoke(ganzoo.cli.build_app(), [
         "classify", "--data", str(cxr_dir), "--positive", "covid", "--max-images", "40", "--seeds", "1", "--epochs", "1",
-        "--res", "32", "--batch-size", "16", "--device", "cpu", "--out", str(tmp_path / "cls")])
+        "--res", "32", "--batch-size", "16", "--device", "cpu", "--out", str(tmp_path / "cls"), "--split", str(CXR_SPLIT)])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "cls" / "results.json").read_text())
-    assert report["split"]["by"] == "stratified" and report["split"]["n_test"] == 8
+    assert report["split"]["file"] == str(CXR_SPLIT)
+    sides = json.loads(CXR_SPLIT.read_text())["files"]
+    with open(tmp_path / "cls" / "split.csv") as f:
+        rows = [(Path(r["file"]).relative_to(cxr_dir).as_posix(), r["split"]) for r in csv.DictReader(f)]
+    # The test split is the split file's held-out part: no image a GAN of its train part saw.
+    assert len(rows) == 40 and {sides[name] for name, side in rows if side == "test"} == {"holdout"}
+    assert {sides[name] for name, side in rows if side == "train"} == {"train"}
+    assert report["split"]["n_test"] == sum(side == "test" for _, side in rows) > 0
+    assert f"the held-out part of {CXR_SPLIT}" in (tmp_path / "cls" / "report.md").read_text()
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:

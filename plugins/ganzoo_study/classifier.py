@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganzoo.api import GanzooError, Preprocessing, logger, preprocess, read_grayscale, resolve_device
+from ganzoo.api import GanzooError, Preprocessing, logger, preprocess, read_grayscale, resolve_device, split_file_for
 
 from .classifier_metrics import METRICS, binary_metrics
 from .common import fmt, markdown_table, summarize, write_csv, write_json
 from .plots import confusion_plot
-from .records import Record, read_records, split, stratified_subset, synthetic_images
+from .records import Record, read_records, split, split_from_file, stratified_subset, synthetic_images
 
 MODELS = ("resnet18", "densenet121", "densenet161")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -128,12 +128,15 @@ def classify(
     split_seed: int = 0,
     max_images: int | None = None,
     synthetic_n: int | None = None,
+    split_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train `seeds` classifiers per setting (real only; real + each synthetic set) and score them on real test images.
 
-    Every setting uses the same real train/test split (drawn once with `split_seed`), so
+    Every setting uses the same real train/test split, so
     differences come from the added images and the training seeds, whose spread is reported.
-    Images that `data` itself marks as synthetic (an augment output) never join the "real"
+    The split is the held-out part of a `ganzoo split` file (`split_file`, else DATA/ganzoo-split.json
+    when present; "none": no file), so a GAN trained on that file's train part never saw a test
+    image; without one it is drawn here with `split_seed`. Images that `data` itself marks as synthetic (an augment output) never join the "real"
     setting: they form a setting of their own.
     Writes results.json, results.csv, report.md, split.csv and confusion-<setting>.png to `out`.
     """
@@ -152,7 +155,11 @@ def classify(
     records = [r for r in records if not r.synthetic]
     if max_images is not None:
         records = stratified_subset(records, positive, max_images, split_seed)
-    train_idx, test_idx, how = split(records, positive, test_fraction, split_seed)
+    chosen = split_file_for(str(data), None if split_file is None else str(split_file))
+    if chosen is not None:
+        train_idx, test_idx, how = split_from_file(records, data, chosen)
+    else:
+        train_idx, test_idx, how = split(records, positive, test_fraction, split_seed)
     notes = []
     train_images, bad_train = load_images([records[i].path for i in train_idx], res)
     test_images, bad_test = load_images([records[i].path for i in test_idx], res)
@@ -210,7 +217,8 @@ def classify(
         }
     report = {
         "settings": results,
-        "split": {"by": how, "patient_column": patient_column, "seed": split_seed, "test_fraction": test_fraction,
+        "split": {"by": how, "file": str(chosen) if chosen else None, "patient_column": patient_column,
+                  "seed": None if chosen else split_seed, "test_fraction": None if chosen else test_fraction,
                   "n_train_real": len(train_idx), "n_test": len(y_test), "n_test_positive": n_pos, "test_synthetic": 0},
         "options": {"data": str(data), "label_column": label_column, "positive": positive, "model": model, "seeds": seeds,
                     "epochs": epochs, "res": res, "batch_size": batch_size, "lr": lr, "weights": str(weights) if weights else None,
@@ -245,10 +253,11 @@ def classify_markdown(report: dict[str, Any]) -> str:
             v = r["metrics"][m]
             cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if v["n"] else "n/a")
         rows.append([name, f"{r['n_train']} ({r['n_train_synthetic']} synthetic)", *cells])
+    drawn = f"the held-out part of {s['file']}" if s.get("file") else f"split {s['by']} with seed {s['seed']}"
     lines = [
         f"# Classifier: {o['positive']} vs rest ({o['model']}, {'pretrained' if o['pretrained'] else 'from scratch'})",
         "",
-        f"Test split: {s['n_test']} real images ({s['n_test_positive']} {o['positive']}), split {s['by']} with seed {s['seed']}; "
+        f"Test split: {s['n_test']} real images ({s['n_test_positive']} {o['positive']}), {drawn}; "
         "no synthetic image is in it. Values are mean ± std over "
         f"{o['seeds']} training seed(s); {o['epochs']} epoch(s) at {o['res']} px.",
         "",

@@ -142,8 +142,9 @@ def classify(
     res: Annotated[int, typer.Option(help="Image size.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    test_fraction: Annotated[float, typer.Option(help="Share of real images held out for testing.")] = 0.2,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
+    test_fraction: Annotated[float, typer.Option(help="Share of real images held out for testing, without a split file.")] = 0.2,
+    split: Annotated[Optional[str], typer.Option(help="A `ganzoo split` file: its held-out part is the test split; none: draw one here.", show_default="DATA/ganzoo-split.json if present")] = None,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/test split drawn without a split file.")] = 0,
     max_images: Annotated[Optional[int], typer.Option(help="Use a stratified subset of N real images.")] = None,
     synthetic_n: Annotated[Optional[int], typer.Option(help="Add at most N synthetic images per setting.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
@@ -153,7 +154,7 @@ def classify(
 
     run_classify(data, out, label_column=label_column, positive=positive, synthetic=synthetic or [], model=model, seeds=seeds, epochs=epochs,
                  res=res, batch_size=batch_size, lr=lr, device=device, weights=weights, test_fraction=test_fraction, split_seed=split_seed,
-                 max_images=max_images, synthetic_n=synthetic_n)
+                 max_images=max_images, synthetic_n=synthetic_n, split_file=split)
     _done(out)
 
 

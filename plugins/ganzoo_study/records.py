@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ganzoo.api import IMAGE_EXTENSIONS, GanzooError, list_image_files
+from ganzoo.api import IMAGE_EXTENSIONS, GanzooError, list_image_files, read_split
 
 PATIENT_COLUMNS = ("patient", "patient_id", "patientid", "patient id", "subject", "subject_id")
 MANIFEST = "manifest.json"
@@ -125,6 +125,24 @@ def split(records: Sequence[Record], positive: str, test_fraction: float = 0.2, 
     if any(records[i].synthetic for i in test):
         raise GanzooError("internal error: a synthetic image reached the test split")
     return sorted(train), sorted(test), "patient" if by_patient else "stratified"
+
+
+def split_from_file(records: Sequence[Record], root: str | Path, split_file: Path) -> tuple[list[int], list[int], str]:
+    """Indices of (train, test, how) from a `ganzoo split` file: its held-out part is the test split,
+    so a GAN trained on the same file's train part never saw a test image."""
+    sides = read_split(split_file)
+    root = Path(root).expanduser()
+    real = [i for i, r in enumerate(records) if not r.synthetic]
+    names = {i: records[i].path.relative_to(root).as_posix() for i in real}
+    missing = [name for name in names.values() if name not in sides]
+    if missing:
+        raise GanzooError(
+            f"{len(missing)} image(s) of {root} are not in {split_file} (e.g. {missing[0]}): the data changed since the "
+            "split was drawn; draw a new one with: ganzoo split DATA, or pass --split none"
+        )
+    test = [i for i in real if sides[names[i]] == "holdout"]
+    train = [i for i in real if sides[names[i]] == "train"]
+    return train, test, f"split file {split_file}"
 
 
 def stratified_subset(records: list[Record], positive: str, n: int, seed: int) -> list[Record]:
