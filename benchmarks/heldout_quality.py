@@ -86,11 +86,12 @@ def model_and_data(checkpoint: str, n: int | None) -> tuple[api.GAN, api.ImageSe
 
 
 def samplings(gan: api.GAN, seed: int, wanted: list[str]) -> dict[str, tuple[torch.nn.Module, bool]]:
-    variants = {"live-eval": (gan.generator, False), "live-batch": (gan.generator, True),
-                "live-recomp": (recomputed(gan.generator, gan.noise_dim, seed), False)}
+    """The wanted ways to sample: (network, sample in training mode?)."""
+    make = {"live-eval": lambda: (gan.generator, False), "live-batch": lambda: (gan.generator, True),
+            "live-recomp": lambda: (recomputed(gan.generator, gan.noise_dim, seed), False)}
     if gan.generator_ema is not None:
-        variants.update({"ema": (gan.generator_ema, False), "ema-recomp": (recomputed(gan.generator_ema, gan.noise_dim, seed), False)})
-    return {k: v for k, v in variants.items() if k in wanted}
+        make.update({"ema": lambda: (gan.generator_ema, False), "ema-recomp": lambda: (recomputed(gan.generator_ema, gan.noise_dim, seed), False)})
+    return {k: build() for k, build in make.items() if k in wanted}
 
 
 def add_missing_metrics(row: dict[str, Any], metrics: list[str], wanted: list[str], n: int | None) -> bool:

@@ -40,7 +40,7 @@ def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
     overrides = {}
     resumable = resumable_options()
     for key in sorted(given - {"resume", "out"}):
-        if values[key] == saved_values.get(key):
+        if same_value(key, values[key], saved_values.get(key)):
             continue
         if key not in resumable:
             raise GanzooError(
@@ -55,6 +55,15 @@ def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
     merged = TrainConfig.from_dict({**saved_values, **overrides, "resume": None})
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     return replace(merged, out=str(run_dir)), checkpoint
+
+
+def same_value(key: str, given: Any, saved: Any) -> bool:
+    """Equal options; a folder or file spelled another way (relative, ~) is the same one."""
+    if given == saved:
+        return True
+    if key in ("data", "split") and isinstance(given, str) and isinstance(saved, str):
+        return Path(given).expanduser().resolve() == Path(saved).expanduser().resolve()
+    return False
 
 
 def check_same_data(trainer: Trainer, checkpoint: Path) -> None:

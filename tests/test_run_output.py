@@ -48,6 +48,14 @@ def test_resume_auto_starts_over_a_run_killed_before_its_first_checkpoint(tmp_pa
         ganzoo.train(values(tmp_path, resume="auto"), quiet=True)
 
 
+def test_resume_accepts_the_same_data_folder_spelled_another_way(tmp_path, image_folder, monkeypatch):
+    monkeypatch.chdir(image_folder.parent)
+    ganzoo.train(values(tmp_path, data=str(image_folder), steps=1), quiet=True)
+    assert ganzoo.train(values(tmp_path, data=image_folder.name, steps=2, resume="auto"), quiet=True).name == "step-00000002"
+    with pytest.raises(GanzooError, match="--data cannot change on --resume"):
+        ganzoo.train(values(tmp_path, data=str(tmp_path), steps=3, resume="auto"), quiet=True)
+
+
 def test_resuming_a_finished_run_has_nothing_to_do(tmp_path, caplog):
     checkpoint = ganzoo.train(values(tmp_path), quiet=True)
     before = (checkpoint / "model.safetensors").stat().st_mtime_ns

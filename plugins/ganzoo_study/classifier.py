@@ -1,6 +1,7 @@
 """Table 6: does adding synthetic images to the positive class help a classifier on real data?
 
-The held-out test split is drawn from real images only, before any synthetic image is
+The test split is the held-out part of the data's `ganzoo split` file, which the GANs did not
+train on; without one it is drawn here from real images only, before any synthetic image is
 looked at, and grouped by patient when the metadata names patients, so a patient's images
 never sit on both sides. Synthetic images only ever join the training split.
 """
@@ -132,12 +133,12 @@ def classify(
 ) -> dict[str, Any]:
     """Train `seeds` classifiers per setting (real only; real + each synthetic set) and score them on real test images.
 
-    Every setting uses the same real train/test split, so
-    differences come from the added images and the training seeds, whose spread is reported.
-    The split is the held-out part of a `ganzoo split` file (`split_file`, else DATA/ganzoo-split.json
-    when present; "none": no file), so a GAN trained on that file's train part never saw a test
-    image; without one it is drawn here with `split_seed`. Images that `data` itself marks as synthetic (an augment output) never join the "real"
-    setting: they form a setting of their own.
+    Every setting uses the same real train/test split, so differences come from the added images
+    and the training seeds, whose spread is reported. The test split is the held-out part of a
+    `ganzoo split` file (`split_file`, else DATA/ganzoo-split.json when present; "none": no file),
+    so a GAN trained on that file's train part never saw a test image; without one it is drawn
+    here with `split_seed`. Images that `data` itself marks as synthetic (an augment output)
+    never join the "real" setting: they form a setting of their own.
     Writes results.json, results.csv, report.md, split.csv and confusion-<setting>.png to `out`.
     """
     if seeds < 1 or epochs < 1 or batch_size < 2 or res < 16:
